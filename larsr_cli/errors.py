@@ -1,0 +1,17 @@
+"""User-facing errors.
+
+Anything raised as a ``LarsrError`` is a mistake the user can fix (bad path, bad image, missing
+model); the CLI prints its message as one line and exits non-zero without a traceback.
+"""
+
+
+class LarsrError(Exception):
+    """An error whose message is meant for the user, one line, no traceback."""
+
+
+class ModelError(LarsrError):
+    """A model folder, manifest or download is missing, corrupt or of an unknown format."""
+
+
+class ImageError(LarsrError):
+    """An input image cannot be read or an output cannot be written."""

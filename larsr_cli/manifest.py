@@ -1,0 +1,171 @@
+"""The model folder's ``manifest.json``: what a runtime must know about a set of ONNX graphs.
+
+A model folder holds ``coarse.onnx``, ``condition.onnx``, ``lar_step.onnx``, ``decoder.onnx`` and
+this manifest. The manifest is the only place the runtime learns the scale, patch size, tiling
+needs (tile multiple, receptive fields) and the sha256 of each graph, so a folder from the Hub or a
+user's disk is checked against it before a single graph is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+GRAPH_NAMES = ("coarse", "condition", "lar_step", "decoder")
+REQUIRED_FILES = tuple(f"{name}.onnx" for name in GRAPH_NAMES)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Parsed manifest. ``receptive_field`` is in LR pixels, one radius per graph."""
+
+    name: str
+    scale: int
+    patch_size: int
+    codebook_size: int
+    tile_multiple: int
+    receptive_field: dict[str, int]
+    default_temperature: float
+    files: dict[str, dict[str, Any]]
+    format_version: int = FORMAT_VERSION
+    licence: str = ""
+    training_data: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    lar: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def context_margin(self) -> int:
+        """LR pixels of context a tile needs on each side so its own centre equals the untiled result.
+
+        The stages are chained (coarse -> condition -> LAR -> decoder), so their radii add up; the
+        sum is rounded up to the tile multiple so that code patches stay on the global grid.
+        """
+        total = sum(int(self.receptive_field[name]) for name in GRAPH_NAMES)
+        m = self.tile_multiple
+        return -(-total // m) * m
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "name": self.name,
+            "scale": self.scale,
+            "patch_size": self.patch_size,
+            "codebook_size": self.codebook_size,
+            "tile_multiple": self.tile_multiple,
+            "receptive_field": dict(self.receptive_field),
+            "default_temperature": self.default_temperature,
+            "lar": dict(self.lar),
+            "licence": self.licence,
+            "training_data": self.training_data,
+            "config": self.config,
+            "metrics": self.metrics,
+            "files": self.files,
+        }
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def parse_manifest(data: Any, where: str = "manifest") -> Manifest:
+    """Validate a decoded manifest; every problem becomes one ModelError line naming ``where``."""
+    if not isinstance(data, dict):
+        raise ModelError(f"{where}: not a larsr manifest (expected a JSON object)")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelError(
+            f"{where}: unknown manifest format_version {version!r} (this larsr reads {FORMAT_VERSION}); "
+            "upgrade larsr or use a model made for it"
+        )
+    required = (
+        "name",
+        "scale",
+        "patch_size",
+        "codebook_size",
+        "tile_multiple",
+        "receptive_field",
+        "default_temperature",
+        "files",
+    )
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise ModelError(f"{where}: manifest lacks {', '.join(missing)}")
+    files = data["files"]
+    absent = [name for name in REQUIRED_FILES if name not in files or "sha256" not in files[name]]
+    if absent:
+        raise ModelError(f"{where}: manifest has no sha256 for {', '.join(absent)}")
+    rf = data["receptive_field"]
+    if not all(name in rf for name in GRAPH_NAMES):
+        raise ModelError(f"{where}: manifest receptive_field must name {', '.join(GRAPH_NAMES)}")
+    return Manifest(
+        name=str(data["name"]),
+        scale=int(data["scale"]),
+        patch_size=int(data["patch_size"]),
+        codebook_size=int(data["codebook_size"]),
+        tile_multiple=int(data["tile_multiple"]),
+        receptive_field={k: int(v) for k, v in rf.items()},
+        default_temperature=float(data["default_temperature"]),
+        files=dict(files),
+        format_version=int(version),
+        licence=str(data.get("licence", "")),
+        training_data=dict(data.get("training_data", {})),
+        config=dict(data.get("config", {})),
+        metrics=dict(data.get("metrics", {})),
+        lar=dict(data.get("lar", {})),
+    )
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Read and validate ``folder/manifest.json`` without touching the graphs."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelError(f"{folder}: not a larsr model folder (no {MANIFEST_NAME})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable manifest ({exc})") from None
+    return parse_manifest(data, where=str(path))
+
+
+def verify_files(folder: Path, manifest: Manifest) -> None:
+    """Check every graph against its sha256, so a corrupt or swapped file is never loaded."""
+    for name in REQUIRED_FILES:
+        path = Path(folder) / name
+        if not path.is_file():
+            raise ModelError(f"{folder}: model file {name} is missing")
+        expected = manifest.files[name]["sha256"]
+        actual = sha256_of(path)
+        if actual != expected:
+            raise ModelError(
+                f"{path}: sha256 mismatch (manifest {expected[:12]}..., file {actual[:12]}...); "
+                "the file is corrupt or not the one the manifest describes"
+            )
+
+
+def load_manifest(folder: Path, verify: bool = True) -> Manifest:
+    """Read the manifest of a model folder and, by default, verify the graphs it names."""
+    manifest = read_manifest(folder)
+    if verify:
+        verify_files(folder, manifest)
+    return manifest
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> Path:
+    """Write atomically (temp + rename) so a crash never leaves a half-written manifest."""
+    path = Path(folder) / MANIFEST_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
