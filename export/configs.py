@@ -1,0 +1,91 @@
+"""Named model configurations, kept in one place.
+
+One dataclass describes every size knob of the three networks, so the same code serves the small
+CPU model we ship and the paper-size one. The config is stored in checkpoints and in the ONNX
+manifest, and ``LarsrConfig.from_dict`` reads it back, so a model folder always says how it was built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LarsrConfig:
+    name: str
+    scale: int = 4
+    # Coarse SR (RRDB, ESRGAN's generator): features, RRDB blocks, dense growth channels.
+    coarse_features: int = 32
+    coarse_blocks: int = 2
+    coarse_growth: int = 16
+    # Texture VQ-VAE: the index map lives at stride 2 of the HR image (2x the LR size).
+    vq_features: int = 48
+    vq_res_blocks: int = 2
+    codebook_size: int = 512
+    code_dim: int = 32
+    commitment: float = 0.25
+    ema_decay: float = 0.99
+    # LAR module: patch x patch positions per autoregressive sequence.
+    patch_size: int = 4
+    lar_features: int = 64
+    lar_layers: int = 3
+    lar_heads: int = 4
+    # First layers that mix neighbouring patches (3x3 conv); each one widens the tile margin.
+    lar_mix_layers: int = 1
+    cond_features: int = 32
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LarsrConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_overrides(self, **kwargs: Any) -> LarsrConfig:
+        return replace(self, **kwargs)
+
+
+CONFIGS: dict[str, LarsrConfig] = {
+    # Unit tests: seconds to build, export and run.
+    "tiny": LarsrConfig(
+        name="tiny",
+        coarse_features=8,
+        coarse_blocks=1,
+        coarse_growth=4,
+        vq_features=8,
+        vq_res_blocks=1,
+        codebook_size=16,
+        code_dim=4,
+        lar_features=16,
+        lar_layers=2,
+        lar_heads=2,
+        cond_features=8,
+    ),
+    # The shipped CPU model: trains on 2 cores within a session per stage.
+    "small": LarsrConfig(name="small"),
+    # The paper's scale (RRDB 64x23, 1024 codes of dim 64); needs a GPU to train.
+    "paper": LarsrConfig(
+        name="paper",
+        coarse_features=64,
+        coarse_blocks=23,
+        coarse_growth=32,
+        vq_features=128,
+        vq_res_blocks=4,
+        codebook_size=1024,
+        code_dim=64,
+        lar_features=256,
+        lar_layers=8,
+        lar_heads=8,
+        lar_mix_layers=2,
+        cond_features=128,
+    ),
+}
+
+
+def get_config(name: str) -> LarsrConfig:
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}") from None

@@ -1,0 +1,212 @@
+"""The LAR module: local autoregression over k x k patches of the texture index map.
+
+Every patch of the index map is an independent sequence of ``k*k`` codes in raster order,
+conditioned on features of the coarse image. All patches are sampled in parallel, so drawing a
+whole image takes ``k*k`` network steps whatever its size.
+
+This is the paper's "LAR-attn-layer" family: weights are shared across positions, positions mix
+only through causally masked attention inside a patch, and (in the first ``lar_mix_layers``
+layers) a 3x3 convolution mixes the *same position* of neighbouring patches so textures agree
+across patch borders. Each mixing layer widens the dependency of a code on its neighbours by one
+patch per step, which is what the manifest's LAR receptive field declares for seam-free tiling.
+
+Tensors are channel-last: ``(N, Hp, Wp, T, C)`` with ``T = k*k`` and ``Hp, Wp`` the patch grid.
+``forward`` is the teacher-forced pass used in training; ``step`` computes one position for all
+patches from a cache of the keys and values of earlier positions, which is the fast sampling path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..configs import LarsrConfig
+from .blocks import ResBlock, conv3x3, space_to_depth
+
+
+class ConditionEncoder(nn.Module):
+    """U-Net-like encoder of the coarse image, brought to the index grid and unfolded per position.
+
+    Returns the per-position condition ``(N, Hp, Wp, T, C)`` and the start feature ``(N, Hp, Wp, C)``
+    taken from the strided bottom of the U-Net (one vector per patch), which is the input of
+    position 0, where no earlier code exists.
+    """
+
+    def __init__(self, cfg: LarsrConfig) -> None:
+        super().__init__()
+        f, out, k = cfg.cond_features, cfg.lar_features, cfg.patch_size
+        levels = int(math.log2(k))
+        if 2**levels != k:
+            raise ValueError("patch_size must be a power of two")
+        self.patch = k
+        self.stem = conv3x3(3 * 4, f)
+        self.enc = nn.ModuleList(ResBlock(f if i == 0 else 2 * f) for i in range(levels))
+        self.down = nn.ModuleList(conv3x3(f if i == 0 else 2 * f, 2 * f, stride=2) for i in range(levels))
+        self.bottom = ResBlock(2 * f)
+        self.up = nn.ModuleList(conv3x3(2 * f, 2 * f if i > 0 else f) for i in reversed(range(levels)))
+        self.dec = nn.ModuleList(ResBlock(2 * f if i > 0 else f) for i in reversed(range(levels)))
+        self.to_positions = nn.Conv2d(f, out, 1)
+        self.to_start = nn.Conv2d(2 * f, out, 1)
+
+    def forward(self, xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.stem(space_to_depth(xc, 2))
+        skips = []
+        for enc, down in zip(self.enc, self.down, strict=True):
+            x = enc(x)
+            skips.append(x)
+            x = down(x)
+        bottom = self.bottom(x)
+        x = bottom
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
+            x = dec(up(F.interpolate(x, scale_factor=2.0, mode="nearest")) + skip)
+        feat = self.to_positions(F.silu(x))  # (N, C, H, W) on the index grid
+        n, c = feat.shape[0], feat.shape[1]
+        k = self.patch
+        per_pos = space_to_depth(feat, k)  # channel = c*k*k + raster position
+        hp, wp = per_pos.shape[2], per_pos.shape[3]
+        cond = per_pos.reshape(n, c, k * k, hp, wp).permute(0, 3, 4, 2, 1)
+        start = self.to_start(F.silu(bottom)).permute(0, 2, 3, 1)
+        return cond, start
+
+
+class LARAttnLayer(nn.Module):
+    def __init__(self, ch: int, heads: int, mix: bool) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm_attn = nn.LayerNorm(ch)
+        self.qkv = nn.Linear(ch, 3 * ch)
+        self.proj = nn.Linear(ch, ch)
+        self.mix = mix
+        if mix:
+            self.norm_mix = nn.LayerNorm(ch)
+            self.mix_conv = nn.Conv2d(ch, ch, 3, padding=1)
+        self.norm_mlp = nn.LayerNorm(ch)
+        self.mlp = nn.Sequential(nn.Linear(ch, 4 * ch), nn.GELU(), nn.Linear(4 * ch, ch))
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        *lead, c = x.shape
+        return x.reshape(*lead, self.heads, c // self.heads)
+
+    def _mix_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """Same-position 3x3 conv over the patch grid; ``x`` is ``(N, Hp, Wp, T, C)``."""
+        n, hp, wp, t, c = x.shape
+        y = self.norm_mix(x).permute(0, 3, 4, 1, 2).reshape(n * t, c, hp, wp)
+        y = self.mix_conv(y).reshape(n, t, c, hp, wp).permute(0, 3, 4, 1, 2)
+        return x + y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced pass over all positions, ``x`` is ``(N, Hp, Wp, T, C)``."""
+        n, hp, wp, t, c = x.shape
+        q, k, v = self.qkv(self.norm_attn(x)).chunk(3, dim=-1)
+        q, k, v = (self._split_heads(a).transpose(-2, -3) for a in (q, k, v))  # (..., heads, T, d)
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(att.transpose(-2, -3).reshape(n, hp, wp, t, c))
+        if self.mix:
+            x = self._mix_patches(x)
+        return x + self.mlp(self.norm_mlp(x))
+
+    def step(
+        self, x: torch.Tensor, t: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One position for every patch.
+
+        ``x`` is ``(N, Hp, Wp, C)`` at position ``t``; ``cache_k/v`` are ``(T, N, Hp, Wp, C)`` and
+        only their entries before ``t`` are read. Returns the output and this position's k, v,
+        which the caller writes into the cache (the graph never copies the cache).
+        """
+        q, k_new, v_new = self.qkv(self.norm_attn(x)).chunk(3, dim=-1)
+        positions = torch.arange(cache_k.shape[0], device=x.device).view(-1, 1, 1, 1, 1)
+        is_now = positions == t
+        keys = torch.where(is_now, k_new.unsqueeze(0), cache_k)
+        values = torch.where(is_now, v_new.unsqueeze(0), cache_v)
+        qh = self._split_heads(q)  # (N, Hp, Wp, h, d)
+        kh = self._split_heads(keys)  # (T, N, Hp, Wp, h, d)
+        vh = self._split_heads(values)
+        scores = (qh.unsqueeze(0) * kh).sum(-1) / math.sqrt(qh.shape[-1])  # (T, N, Hp, Wp, h)
+        future = (positions > t).view(-1, 1, 1, 1, 1)
+        scores = scores.masked_fill(future, float("-inf"))
+        weights = torch.softmax(scores, dim=0).unsqueeze(-1)
+        att = (weights * vh).sum(0).flatten(-2)  # (N, Hp, Wp, C)
+        x = x + self.proj(att)
+        if self.mix:
+            x = self._mix_patches(x.unsqueeze(3)).squeeze(3)
+        return x + self.mlp(self.norm_mlp(x)), k_new, v_new
+
+
+class LARModule(nn.Module):
+    def __init__(self, cfg: LarsrConfig) -> None:
+        super().__init__()
+        ch, k = cfg.lar_features, cfg.patch_size
+        self.patch = k
+        self.n_codes = cfg.codebook_size
+        self.condition = ConditionEncoder(cfg)
+        self.code_embed = nn.Embedding(cfg.codebook_size, ch)
+        self.pos_embed = nn.Parameter(torch.zeros(k * k, ch))
+        nn.init.normal_(self.pos_embed, std=0.02)
+        self.layers = nn.ModuleList(
+            LARAttnLayer(ch, cfg.lar_heads, mix=i < cfg.lar_mix_layers) for i in range(cfg.lar_layers)
+        )
+        self.norm_out = nn.LayerNorm(ch)
+        self.head = nn.Linear(ch, cfg.codebook_size)
+
+    @property
+    def positions(self) -> int:
+        return self.patch * self.patch
+
+    def to_patches(self, indices: torch.Tensor) -> torch.Tensor:
+        """``(N, H, W)`` index map -> ``(N, Hp, Wp, T)`` sequences in raster order."""
+        k = self.patch
+        n, h, w = indices.shape
+        grid = indices.reshape(n, h // k, k, w // k, k).permute(0, 1, 3, 2, 4)
+        return grid.reshape(n, h // k, w // k, k * k)
+
+    def from_patches(self, seq: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``to_patches`` for a trailing-dims tensor ``(N, Hp, Wp, T, ...)``."""
+        k = self.patch
+        n, hp, wp = seq.shape[:3]
+        rest = seq.shape[4:]
+        x = seq.reshape(n, hp, wp, k, k, *rest).permute(0, 1, 3, 2, 4, *range(5, 5 + len(rest)))
+        return x.reshape(n, hp * k, wp * k, *rest)
+
+    def forward(self, xc: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits ``(N, H, W, n_codes)`` for the index map ``(N, H, W)`` of ``xc``."""
+        cond, start = self.condition(xc)
+        seq = self.to_patches(indices)
+        prev = self.code_embed(seq[..., :-1])  # input at t is the code at t-1
+        x = torch.cat([start.unsqueeze(3), prev], dim=3) + cond + self.pos_embed
+        for layer in self.layers:
+            x = layer(x)
+        logits = self.head(self.norm_out(x))
+        return self.from_patches(logits)
+
+    def step(
+        self,
+        prev_code: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor,
+        start: torch.Tensor,
+        cache: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits for position ``t`` of every patch, and the new k/v for the cache.
+
+        ``prev_code`` ``(N, Hp, Wp)`` int64 (ignored at t=0), ``t`` int64 ``[1]``, ``cond``
+        ``(N, Hp, Wp, T, C)``, ``start`` ``(N, Hp, Wp, C)``, ``cache`` ``(L, 2, T, N, Hp, Wp, C)``.
+        Returns logits ``(N*Hp*Wp, n_codes)`` (code axis last: cheap to sample in numpy) and
+        ``new_kv`` ``(L, 2, N, Hp, Wp, C)``.
+        """
+        embedded = self.code_embed(prev_code)
+        x = torch.where((t == 0).view(1, 1, 1, 1), start, embedded)
+        x = x + torch.index_select(cond, 3, t).squeeze(3) + torch.index_select(self.pos_embed, 0, t)
+        new_kv = []
+        for i, layer in enumerate(self.layers):
+            x, k_new, v_new = layer.step(x, t, cache[i, 0], cache[i, 1])
+            new_kv.append(torch.stack([k_new, v_new]))
+        logits = self.head(self.norm_out(x))
+        return logits.reshape(-1, self.n_codes), torch.stack(new_kv)
+
+    def empty_cache(self, n: int, hp: int, wp: int) -> torch.Tensor:
+        ch = self.code_embed.embedding_dim
+        return torch.zeros(len(self.layers), 2, self.positions, n, hp, wp, ch)

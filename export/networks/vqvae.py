@@ -1,0 +1,127 @@
+"""Texture VQ-VAE: the codes carry only the texture that the coarse image lacks.
+
+``E`` sees the HR photo together with the coarse image, so it can spend its codebook on what ``C``
+got wrong; ``D`` gets the codes plus its own encoding ``Et`` of the coarse image and returns a
+residual added to it. The index map lives at stride 2 of the HR image (2h x 2w for an h x w input).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..configs import LarsrConfig
+from .blocks import ResBlock, conv3x3, depth_to_space, space_to_depth
+
+
+class EMACodebook(nn.Module):
+    """Vector quantiser with an exponential-moving-average codebook and dead-code restarts.
+
+    EMA updates avoid the codebook collapse that plain gradient VQ shows on small data, and
+    restarting unused entries from recent encoder outputs keeps all codes in play; the LAR module
+    later has to predict these indices, so a used, balanced codebook matters.
+    """
+
+    def __init__(self, n_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.n_codes, self.dim, self.decay, self.eps = n_codes, dim, decay, eps
+        embed = torch.randn(n_codes, dim) * 0.1
+        self.register_buffer("embed", embed)
+        self.register_buffer("cluster_size", torch.ones(n_codes))
+        self.register_buffer("embed_sum", embed.clone())
+        self.register_buffer("usage", torch.zeros(n_codes))
+
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        dist = (
+            flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.embed.t() + self.embed.pow(2).sum(1)[None, :]
+        )
+        return dist.argmin(1)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """``(N,H,W) int -> (N,dim,H,W)``; a Gather in ONNX."""
+        return F.embedding(indices, self.embed).permute(0, 3, 1, 2)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n, c, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, c).float()
+        idx = self.nearest(flat)
+        quant = self.embed[idx].view(n, h, w, c).permute(0, 3, 1, 2)
+        if self.training:
+            self._ema_update(flat, idx)
+        commit = F.mse_loss(z.float(), quant.detach())
+        quant = z + (quant - z).detach()  # straight-through estimator
+        return quant, commit, idx.view(n, h, w)
+
+    @torch.no_grad()
+    def _ema_update(self, flat: torch.Tensor, idx: torch.Tensor) -> None:
+        onehot = F.one_hot(idx, self.n_codes).type(flat.dtype)
+        counts = onehot.sum(0)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
+        total = self.cluster_size.sum()
+        size = (self.cluster_size + self.eps) / (total + self.n_codes * self.eps) * total
+        self.embed.copy_(self.embed_sum / size[:, None])
+        self.usage.mul_(0.99).add_(counts)
+        dead = self.usage < 1e-3
+        if dead.any():
+            pick = torch.randint(0, flat.shape[0], (int(dead.sum()),), device=flat.device)
+            fresh = flat[pick] + 0.01 * torch.randn_like(flat[pick])
+            self.embed[dead] = fresh
+            self.embed_sum[dead] = fresh
+            self.cluster_size[dead] = 1.0
+            self.usage[dead] = 1.0
+
+
+class VQOutput(NamedTuple):
+    sr: torch.Tensor
+    commitment: torch.Tensor
+    indices: torch.Tensor
+
+
+class TextureVQVAE(nn.Module):
+    def __init__(self, cfg: LarsrConfig) -> None:
+        super().__init__()
+        ch = cfg.vq_features
+        self.encoder = nn.Sequential(  # E: concat(x, xc) at stride 2
+            conv3x3(6 * 4, ch),
+            *(ResBlock(ch) for _ in range(cfg.vq_res_blocks)),
+            nn.SiLU(),
+            nn.Conv2d(ch, cfg.code_dim, 1),
+        )
+        self.codebook = EMACodebook(cfg.codebook_size, cfg.code_dim, cfg.ema_decay)
+        self.coarse_encoder = nn.Sequential(  # Et: the coarse image at the same stride
+            conv3x3(3 * 4, ch),
+            ResBlock(ch),
+        )
+        self.decoder = nn.Sequential(  # D: residual over xc
+            conv3x3(ch + cfg.code_dim, ch),
+            *(ResBlock(ch) for _ in range(cfg.vq_res_blocks)),
+            nn.SiLU(),
+            conv3x3(ch, 3 * 4),
+        )
+        self.commitment_weight = cfg.commitment
+
+    def encode(self, hr: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
+        """Index map ``(N, 2h, 2w)`` of an HR photo given its coarse SR image."""
+        z = self.encoder(space_to_depth(torch.cat([hr, xc], dim=1), 2))
+        n, c, h, w = z.shape
+        idx = self.codebook.nearest(z.permute(0, 2, 3, 1).reshape(-1, c).float())
+        return idx.view(n, h, w)
+
+    def decode_quantized(self, quant: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
+        cond = self.coarse_encoder(space_to_depth(xc, 2))
+        residual = depth_to_space(self.decoder(torch.cat([cond, quant], dim=1)), 2)
+        return xc + residual
+
+    def decode(self, indices: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
+        """``(indices (N,2h,2w) int64, xc) -> sr``: the decoder.onnx graph."""
+        return self.decode_quantized(self.codebook.lookup(indices), xc)
+
+    def forward(self, hr: torch.Tensor, xc: torch.Tensor) -> VQOutput:
+        z = self.encoder(space_to_depth(torch.cat([hr, xc], dim=1), 2))
+        quant, commit, idx = self.codebook(z)
+        sr = self.decode_quantized(quant.to(z.dtype), xc)
+        return VQOutput(sr, self.commitment_weight * commit, idx)

@@ -1,0 +1,235 @@
+"""Export a LAR-SR checkpoint to the ONNX graph contract of the runtime.
+
+``python -m export.to_onnx --checkpoint ckpt.pt --out models/NAME`` writes ``coarse.onnx``,
+``condition.onnx``, ``lar_step.onnx``, ``decoder.onnx`` and ``manifest.json``. Without a checkpoint
+(``--config tiny``) it exports a randomly initialised model, which is what the tests run on.
+
+Every graph takes dynamic height/width. The LAR step graph reads a cache of earlier positions'
+keys/values and returns only this position's; the runtime writes them into its numpy cache, so a
+step costs one position's work instead of recomputing all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from larsr_cli.manifest import FORMAT_VERSION, Manifest, sha256_of, write_manifest
+
+from .model import LarsrModel, load_checkpoint
+from .receptive_field import measure
+
+OPSET = 17
+
+
+class CoarseGraph(nn.Module):
+    def __init__(self, model: LarsrModel) -> None:
+        super().__init__()
+        self.coarse = model.coarse
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.coarse(lr)
+
+
+class ConditionGraph(nn.Module):
+    def __init__(self, model: LarsrModel) -> None:
+        super().__init__()
+        self.condition = model.lar.condition
+
+    def forward(self, xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.condition(xc)
+
+
+class StepGraph(nn.Module):
+    def __init__(self, model: LarsrModel) -> None:
+        super().__init__()
+        self.lar = model.lar
+
+    def forward(self, prev_code, t, cond, start, cache):  # noqa: ANN001 - names are the graph's inputs
+        return self.lar.step(prev_code, t, cond, start, cache)
+
+
+class FullLARGraph(nn.Module):
+    """Teacher-forced recompute of all positions; exported only for parity and speed comparisons."""
+
+    def __init__(self, model: LarsrModel) -> None:
+        super().__init__()
+        self.lar = model.lar
+
+    def forward(self, xc: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return self.lar(xc, indices)
+
+
+class DecoderGraph(nn.Module):
+    def __init__(self, model: LarsrModel) -> None:
+        super().__init__()
+        self.vqvae = model.vqvae
+
+    def forward(self, indices: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
+        return self.vqvae.decode(indices, xc)
+
+
+def example_inputs(model: LarsrModel, lr_size: int = 16) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Inputs for tracing each graph, from an ``lr_size`` square LR image."""
+    cfg = model.cfg
+    s, k = cfg.scale, cfg.patch_size
+    lr = torch.rand(1, 3, lr_size, lr_size)
+    with torch.no_grad():
+        xc = model.coarse(lr)
+        cond, start = model.lar.condition(xc)
+    hp = wp = 2 * lr_size // k
+    indices = torch.randint(0, cfg.codebook_size, (1, 2 * lr_size, 2 * lr_size))
+    cache = torch.randn(cfg.lar_layers, 2, k * k, 1, hp, wp, cfg.lar_features)
+    prev = torch.randint(0, cfg.codebook_size, (1, hp, wp))
+    t = torch.tensor([3], dtype=torch.int64)
+    assert xc.shape[-1] == lr_size * s
+    return {
+        "coarse": (lr,),
+        "condition": (xc,),
+        "lar_step": (prev, t, cond, start, cache),
+        "lar_full": (xc, indices),
+        "decoder": (indices, xc),
+    }
+
+
+GRAPH_SPECS: dict[str, dict[str, Any]] = {
+    "coarse": {
+        "module": CoarseGraph,
+        "inputs": ["lr"],
+        "outputs": ["xc"],
+        "dynamic": {"lr": {2: "h", 3: "w"}, "xc": {2: "H", 3: "W"}},
+    },
+    "condition": {
+        "module": ConditionGraph,
+        "inputs": ["xc"],
+        "outputs": ["cond", "start"],
+        "dynamic": {"xc": {2: "H", 3: "W"}, "cond": {1: "hp", 2: "wp"}, "start": {1: "hp", 2: "wp"}},
+    },
+    "lar_step": {
+        "module": StepGraph,
+        "inputs": ["prev_code", "t", "cond", "start", "cache"],
+        "outputs": ["logits", "new_kv"],
+        "dynamic": {
+            "prev_code": {1: "hp", 2: "wp"},
+            "cond": {1: "hp", 2: "wp"},
+            "start": {1: "hp", 2: "wp"},
+            "cache": {4: "hp", 5: "wp"},
+            "logits": {0: "positions"},
+            "new_kv": {3: "hp", 4: "wp"},
+        },
+    },
+    "lar_full": {
+        "module": FullLARGraph,
+        "inputs": ["xc", "indices"],
+        "outputs": ["logits"],
+        "dynamic": {"xc": {2: "H", 3: "W"}, "indices": {1: "h2", 2: "w2"}, "logits": {1: "h2", 2: "w2"}},
+    },
+    "decoder": {
+        "module": DecoderGraph,
+        "inputs": ["indices", "xc"],
+        "outputs": ["sr"],
+        "dynamic": {"indices": {1: "h2", 2: "w2"}, "xc": {2: "H", 3: "W"}, "sr": {2: "H", 3: "W"}},
+    },
+}
+
+SHIPPED = ("coarse", "condition", "lar_step", "decoder")
+
+
+def export_graph(model: LarsrModel, name: str, path: Path) -> Path:
+    spec = GRAPH_SPECS[name]
+    module = spec["module"](model).eval()
+    inputs = example_inputs(model)[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-to-int conversions are expected
+        torch.onnx.export(
+            module,
+            inputs,
+            str(path),
+            input_names=spec["inputs"],
+            output_names=spec["outputs"],
+            dynamic_axes=spec["dynamic"],
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    return path
+
+
+def build_manifest(
+    model: LarsrModel, out: Path, name: str, extra: dict[str, Any], default_temperature: float
+) -> Manifest:
+    cfg = model.cfg
+    files = {}
+    for graph in SHIPPED:
+        path = out / f"{graph}.onnx"
+        files[path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+    return Manifest(
+        format_version=FORMAT_VERSION,
+        name=name,
+        scale=cfg.scale,
+        patch_size=cfg.patch_size,
+        codebook_size=cfg.codebook_size,
+        tile_multiple=max(1, cfg.patch_size // 2),  # LR px per code patch: keeps patches on the global grid
+        receptive_field=measure(model),
+        default_temperature=default_temperature,
+        lar={
+            "layers": cfg.lar_layers,
+            "positions": cfg.patch_size**2,
+            "features": cfg.lar_features,
+            "index_stride": 2,
+        },
+        licence=extra.get("licence", "MIT (code); weights: see training_data"),
+        training_data=extra.get("training_data", {"note": "randomly initialised, not trained"}),
+        config=cfg.to_dict(),
+        metrics=extra.get("metrics", {}),
+        files=files,
+    )
+
+
+def export_model(
+    model: LarsrModel,
+    out: Path,
+    name: str,
+    extra: dict[str, Any] | None = None,
+    default_temperature: float = 0.8,
+    with_full: bool = False,
+) -> Manifest:
+    """Write all graphs plus the manifest; ``with_full`` adds the parity-only ``lar_full.onnx``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float()
+    for graph in SHIPPED + (("lar_full",) if with_full else ()):
+        export_graph(model, graph, out / f"{graph}.onnx")
+    manifest = build_manifest(model, out, name, extra or {}, default_temperature)
+    write_manifest(out, manifest)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help="training checkpoint (omit for random weights)")
+    parser.add_argument("--config", default="small", help="config name when no checkpoint is given")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--name", help="model name in the manifest (default: folder name)")
+    parser.add_argument("--temperature", type=float, help="default sampling temperature")
+    parser.add_argument("--with-full", action="store_true", help="also export lar_full.onnx (parity)")
+    args = parser.parse_args(argv)
+    if args.checkpoint:
+        model, extra = load_checkpoint(args.checkpoint)
+    else:
+        model, extra = LarsrModel.from_name(args.config), {}
+    temperature = args.temperature if args.temperature is not None else extra.get("default_temperature", 0.8)
+    manifest = export_model(model, args.out, args.name or args.out.name, extra, temperature, args.with_full)
+    print(json.dumps({"out": str(args.out), "receptive_field": manifest.receptive_field}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
