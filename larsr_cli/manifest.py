@@ -20,6 +20,8 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 GRAPH_NAMES = ("coarse", "condition", "lar_step", "decoder")
 REQUIRED_FILES = tuple(f"{name}.onnx" for name in GRAPH_NAMES)
+# Stages whose receptive fields (LR px) chain up into the tiling margin.
+STAGES = ("coarse", "condition", "lar", "decoder")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Manifest:
         The stages are chained (coarse -> condition -> LAR -> decoder), so their radii add up; the
         sum is rounded up to the tile multiple so that code patches stay on the global grid.
         """
-        total = sum(int(self.receptive_field[name]) for name in GRAPH_NAMES)
+        total = sum(int(self.receptive_field[name]) for name in STAGES)
         m = self.tile_multiple
         return -(-total // m) * m
 
@@ -107,8 +109,8 @@ def parse_manifest(data: Any, where: str = "manifest") -> Manifest:
     if absent:
         raise ModelError(f"{where}: manifest has no sha256 for {', '.join(absent)}")
     rf = data["receptive_field"]
-    if not all(name in rf for name in GRAPH_NAMES):
-        raise ModelError(f"{where}: manifest receptive_field must name {', '.join(GRAPH_NAMES)}")
+    if not isinstance(rf, dict) or not all(name in rf for name in STAGES):
+        raise ModelError(f"{where}: manifest receptive_field must name {', '.join(STAGES)}")
     return Manifest(
         name=str(data["name"]),
         scale=int(data["scale"]),

@@ -1,0 +1,216 @@
+"""The upscaling pipeline: coarse SR -> condition -> k*k cached LAR steps -> decoder, per tile.
+
+``Upscaler`` owns the onnxruntime sessions of one model folder and turns float RGB arrays into x4
+arrays. It knows nothing about files: the CLI and the batch engine do IO, so the same object
+serves the command line, the Python API and any other front end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LarsrError
+from .manifest import Manifest, load_manifest
+from .sampler import CodeNoise, sample_codes
+from .sessions import DeviceChoice, open_session, parse_device
+from .tiling import Box, Tile, plan_tiles
+
+ProgressFn = Callable[[int, int], None]
+
+DEFAULT_MEMORY_BUDGET = 1_000_000_000  # bytes of working memory per tile (outputs not included)
+
+
+@dataclass
+class TileWork:
+    """Shapes of one tile in the index-map and patch grids."""
+
+    tile: Tile
+    index_box: Box  # context box on the global index map (2x LR)
+
+
+class Upscaler:
+    """x4 LAR-SR upscaler over one model folder.
+
+    ``temperature`` 0 gives the deterministic (argmax) texture; higher values draw more varied
+    texture. The same ``seed`` gives the same picture for any tile size.
+    """
+
+    def __init__(
+        self,
+        folder: Path | str,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        verify: bool = True,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> None:
+        self.folder = Path(folder)
+        self.manifest: Manifest = load_manifest(self.folder, verify=verify)
+        self.device: DeviceChoice = parse_device(device)
+        self.memory_budget = int(memory_budget)
+        self.sessions = {
+            name: open_session(self.folder / f"{name}.onnx", self.device, threads)
+            for name in ("coarse", "condition", "lar_step", "decoder")
+        }
+        lar = self.manifest.lar
+        self._layers = int(lar["layers"])
+        self._features = int(lar["features"])
+        self._positions = self.manifest.patch_size**2
+
+    @classmethod
+    def from_pretrained(cls, model: str = "larsr-x4", **kwargs: object) -> Upscaler:
+        """``model`` is an embedded name, a local folder or ``hf://owner/repo[@revision]``."""
+        from .registry import resolve_model
+
+        return cls(resolve_model(model), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def scale(self) -> int:
+        return self.manifest.scale
+
+    @property
+    def default_temperature(self) -> float:
+        return self.manifest.default_temperature
+
+    # -- tiling -----------------------------------------------------------------------------------
+
+    def bytes_per_lr_pixel(self) -> int:
+        """Rough working memory per LR pixel of a tile's context, for choosing a tile size.
+
+        Dominated by the LAR cache (keys and values of every position of every layer) and the
+        coarse network's full-resolution feature maps.
+        """
+        cache = self._layers * 2 * self._features * 4 * 4  # 4 index positions per LR pixel
+        coarse_feats = int(self.manifest.config.get("coarse_features", 64))
+        hr_maps = self.scale**2 * coarse_feats * 4 * 4
+        return cache + hr_maps + 4096
+
+    def auto_tile(self, height: int, width: int) -> int:
+        """The largest tile whose context fits the memory budget; 0 (whole image) when it fits."""
+        per_px = self.bytes_per_lr_pixel()
+        if height * width * per_px <= self.memory_budget:
+            return 0
+        side = int(math.sqrt(self.memory_budget / per_px)) - 2 * self.manifest.context_margin
+        m = self.manifest.tile_multiple
+        return max(4 * m, side // m * m)
+
+    # -- one tile ---------------------------------------------------------------------------------
+
+    def _coarse(self, lr: np.ndarray) -> np.ndarray:
+        return self.sessions["coarse"].run(None, {"lr": lr})[0]
+
+    def _draw_codes(
+        self, xc: np.ndarray, index_box: Box, temperature: float, noise: CodeNoise | None
+    ) -> np.ndarray:
+        """Run the k*k cached LAR steps for all patches of a tile; returns the index map (1, h2, w2)."""
+        cond, start = self.sessions["condition"].run(None, {"xc": xc})
+        _, hp, wp = cond.shape[:3]
+        k = self.manifest.patch_size
+        cache = np.zeros((self._layers, 2, self._positions, 1, hp, wp, self._features), dtype=np.float32)
+        indices = np.zeros((1, hp * k, wp * k), dtype=np.int64)
+        uniforms = None
+        if temperature > 0 and noise is not None:
+            uniforms = noise.window(index_box.y0, index_box.y1, index_box.x0, index_box.x1)
+        prev = np.zeros((1, hp, wp), dtype=np.int64)
+        step = self.sessions["lar_step"]
+        for t in range(self._positions):
+            logits, new_kv = step.run(
+                None,
+                {
+                    "prev_code": prev,
+                    "t": np.array([t], dtype=np.int64),
+                    "cond": cond,
+                    "start": start,
+                    "cache": cache,
+                },
+            )
+            cache[:, :, t] = new_kv
+            dy, dx = divmod(t, k)
+            u = None if uniforms is None else uniforms[dy::k, dx::k].reshape(-1)
+            prev = sample_codes(logits, temperature, u).reshape(1, hp, wp)
+            indices[0, dy::k, dx::k] = prev[0]
+        return indices
+
+    def _run_tile(
+        self, lr: np.ndarray, work: TileWork, temperature: float, noise: CodeNoise | None
+    ) -> np.ndarray:
+        ctx = work.tile.context
+        patch = np.ascontiguousarray(lr[ctx.y0 : ctx.y1, ctx.x0 : ctx.x1].transpose(2, 0, 1)[None])
+        xc = self._coarse(patch)
+        indices = self._draw_codes(xc, work.index_box, temperature, noise)
+        sr = self.sessions["decoder"].run(None, {"indices": indices, "xc": xc})[0]
+        own = work.tile.own.relative_to(ctx)
+        s = self.scale
+        return sr[0, :, own.y0 * s : own.y1 * s, own.x0 * s : own.x1 * s].transpose(1, 2, 0)
+
+    # -- whole image ------------------------------------------------------------------------------
+
+    def _pad(self, rgb: np.ndarray) -> np.ndarray:
+        m = self.manifest.tile_multiple
+        h, w = rgb.shape[:2]
+        ph, pw = (-h) % m, (-w) % m
+        if not (ph or pw):
+            return rgb
+        mode = "reflect" if h > ph and w > pw else "edge"
+        return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+    def plan(self, height: int, width: int, tile: int | str = "auto") -> list[Tile]:
+        m = self.manifest.tile_multiple
+        ph, pw = -(-height // m) * m, -(-width // m) * m
+        size = self.auto_tile(ph, pw) if tile == "auto" else int(tile)
+        return plan_tiles(ph, pw, size, self.manifest.context_margin, m)
+
+    def upscale_array(
+        self,
+        rgb: np.ndarray,
+        *,
+        seed: int = 0,
+        temperature: float | None = None,
+        tile: int | str = "auto",
+        out_dtype: type = np.uint8,
+        progress: ProgressFn | None = None,
+    ) -> np.ndarray:
+        """``rgb`` float32 HxWx3 in [0,1] -> (sH)x(sW)x3 of ``out_dtype`` (uint8, uint16 or float32).
+
+        The output buffer is the only allocation that grows with the image: tiles are written into
+        it already quantised, so a 16K output costs its own bytes plus one tile's working memory.
+        """
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise LarsrError(f"expected an HxWx3 RGB array, got shape {rgb.shape}")
+        h, w = rgb.shape[:2]
+        if h < 1 or w < 1:
+            raise LarsrError("cannot upscale an empty image")
+        temperature = self.default_temperature if temperature is None else float(temperature)
+        if temperature < 0:
+            raise LarsrError(f"temperature must be >= 0, got {temperature}")
+        lr = self._pad(np.clip(rgb.astype(np.float32, copy=False), 0.0, 1.0))
+        tiles = self.plan(h, w, tile)
+        s = self.scale
+        out = np.empty((h * s, w * s, 3), dtype=out_dtype)
+        noise = CodeNoise(seed) if temperature > 0 else None
+        for i, tile_ in enumerate(tiles):
+            c = tile_.context
+            work = TileWork(tile_, Box(2 * c.y0, 2 * c.y1, 2 * c.x0, 2 * c.x1))
+            sr = self._run_tile(lr, work, temperature, noise)
+            own = tile_.own
+            y0, x0 = own.y0 * s, own.x0 * s
+            y1, x1 = min(own.y1 * s, h * s), min(own.x1 * s, w * s)
+            out[y0:y1, x0:x1] = quantise(sr[: y1 - y0, : x1 - x0], out_dtype)
+            if progress:
+                progress(i + 1, len(tiles))
+        return out
+
+
+def quantise(img: np.ndarray, dtype: type) -> np.ndarray:
+    """Float [0,1] -> the output dtype, rounding to nearest (not truncating)."""
+    img = np.clip(img, 0.0, 1.0)
+    if dtype == np.uint8:
+        return (img * 255.0 + 0.5).astype(np.uint8)
+    if dtype == np.uint16:
+        return (img * 65535.0 + 0.5).astype(np.uint16)
+    return img.astype(dtype)
