@@ -1,0 +1,1 @@
+"""PyTorch side of larsr: data, degradation, metrics, networks, training and ONNX export."""
