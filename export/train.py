@@ -1,0 +1,234 @@
+"""Stage-wise training of LAR-SR on CPU (or CUDA when present).
+
+``python -m export.train --stage coarse|vqvae|lar --config small --data data/photos --run runs/x4``
+
+Stages follow the paper: the coarse SR network first (L1), then the texture VQ-VAE on top of the
+frozen coarse net (L1 + LPIPS + commitment, EMA codebook), then the LAR module (cross-entropy on the
+indices of the frozen VQ-VAE). All stages write into one checkpoint (``RUN/model.pt``) so export needs
+a single file; each stage also keeps its optimiser state (``RUN/<stage>_state.pt``) so a run resumes
+where it stopped. ``--minutes`` is a wall-clock budget: runs are sized to fit a working session.
+bf16 autocast (``--bf16``) pays off only on CPUs with AMX (2.5-5x on Sapphire Rapids, design doc
+section 7); on the AVX2-only EPYC this recipe ran on it was 6x *slower* than fp32, so fp32 is the
+default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .configs import get_config
+from .data import CropDataset, make_pair, val_images
+from .degrade import bicubic_downscale_torch
+from .metrics import psnr_y
+from .model import LarsrModel, load_checkpoint, save_checkpoint
+
+STAGES = ("coarse", "vqvae", "lar")
+
+
+def log(run: Path, record: dict[str, Any]) -> None:
+    line = json.dumps({"time": round(time.time(), 1), **record})
+    print(line, flush=True)
+    with open(run / "log.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def batches(data: CropDataset, batch: int, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:
+    epoch = 0
+    while True:
+        data.set_epoch(epoch)
+        for start in range(0, len(data) - batch + 1, batch):
+            items = [data[i] for i in range(start, start + batch)]
+            lr = torch.stack([a for a, _ in items]).to(device, memory_format=torch.channels_last)
+            hr = torch.stack([b for _, b in items]).to(device, memory_format=torch.channels_last)
+            yield lr, hr
+        epoch += 1
+
+
+def load_or_create(run: Path, config: str) -> tuple[LarsrModel, dict[str, Any]]:
+    ckpt = run / "model.pt"
+    if ckpt.exists():
+        return load_checkpoint(ckpt)
+    return LarsrModel.from_name(config), {}
+
+
+def stage_parameters(model: LarsrModel, stage: str) -> list[torch.nn.Parameter]:
+    for part in ("coarse", "vqvae", "lar"):
+        getattr(model, part).requires_grad_(part == stage)
+        getattr(model, part).train(part == stage)
+    return [p for p in getattr(model, stage).parameters() if p.requires_grad]
+
+
+class StageLoss:
+    """The loss of one stage, computed from an (lr, hr) batch."""
+
+    def __init__(self, model: LarsrModel, stage: str, lpips_weight: float, consistency_weight: float):
+        self.model, self.stage = model, stage
+        self.consistency_weight = consistency_weight
+        self.lpips = None
+        if stage == "vqvae" and lpips_weight > 0:
+            from .lpips import LPIPS
+
+            self.lpips = LPIPS.from_converted("alex").eval().requires_grad_(False)
+            self.lpips_weight = lpips_weight
+
+    def __call__(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        m = self.model
+        if self.stage == "coarse":
+            xc = m.coarse(lr)
+            l1 = F.l1_loss(xc.float(), hr)
+            cons = F.l1_loss(bicubic_downscale_torch(xc.float()), lr)
+            return l1 + self.consistency_weight * cons, {"l1": l1.item(), "lr_l1": cons.item()}
+        with torch.no_grad():
+            xc = m.coarse(lr).float()
+        if self.stage == "vqvae":
+            out = m.vqvae(hr, xc)
+            sr = out.sr.float()
+            l1 = F.l1_loss(sr, hr)
+            cons = F.l1_loss(bicubic_downscale_torch(sr), lr)
+            loss = l1 + out.commitment + self.consistency_weight * cons
+            stats = {"l1": l1.item(), "commit": out.commitment.item(), "lr_l1": cons.item()}
+            if self.lpips is not None:
+                perc = self.lpips(sr.clamp(0, 1), hr).mean()
+                loss = loss + self.lpips_weight * perc
+                stats["lpips"] = perc.item()
+            used = torch.unique(out.indices).numel()
+            stats["codes_used"] = used
+            return loss, stats
+        with torch.no_grad():
+            indices = m.vqvae.encode(hr, xc)
+        logits = m.lar(xc, indices)
+        ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), indices.reshape(-1))
+        acc = (logits.argmax(-1) == indices).float().mean()
+        return ce, {"ce": ce.item(), "acc": acc.item()}
+
+
+@torch.no_grad()
+def validate(model: LarsrModel, stage: str, val: list[tuple[str, np.ndarray]], device: torch.device) -> dict:
+    """PSNR-Y of the stage's deterministic output vs bicubic on the held-out photos."""
+    model.eval()
+    gains, ce_total, count = [], 0.0, 0
+    for _, hr_np in val:
+        lr_np, _ = make_pair(hr_np)
+        lr = torch.from_numpy(lr_np.transpose(2, 0, 1))[None].to(device)
+        hr = torch.from_numpy(hr_np.transpose(2, 0, 1).copy())[None].to(device)
+        xc = model.coarse(lr).float()
+        if stage == "coarse":
+            out = xc
+        elif stage == "vqvae":
+            out = model.vqvae(hr, xc).sr  # reconstruction with the true codes
+        else:
+            idx = model.vqvae.encode(hr, xc)
+            logits = model.lar(xc, idx)
+            ce_total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx.reshape(-1)).item()
+            count += 1
+            continue
+        sr = out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+        up = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+        bic = up[0].permute(1, 2, 0).cpu().numpy()
+        gains.append(psnr_y(sr, hr_np) - psnr_y(bic, hr_np))
+    if stage == "lar":
+        return {"val_ce": ce_total / max(count, 1)}
+    return {"val_psnr_gain_db": float(np.mean(gains)), "val_gain_min": float(np.min(gains))}
+
+
+def train(args: argparse.Namespace) -> None:
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    torch.set_num_threads(args.threads)
+    model, extra = load_or_create(run, args.config)
+    model.to(device).to(memory_format=torch.channels_last)
+    params = stage_parameters(model, args.stage)
+    optimiser = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    state_path = run / f"{args.stage}_state.pt"
+    step = 0
+    if state_path.exists() and not args.restart:
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        optimiser.load_state_dict(state["optimiser"])
+        step = state["step"]
+    hr_size = args.hr_size
+    data = CropDataset(args.data, "train", hr_size=hr_size, length=args.batch * 500, seed=step)
+    val = val_images(args.data, max_side=args.val_side)
+    loss_fn = StageLoss(model, args.stage, args.lpips, args.consistency)
+    use_bf16 = device.type == "cpu" and args.bf16
+    deadline = time.time() + args.minutes * 60
+    last_save = time.time()
+    total_steps = args.steps
+    stream = batches(data, args.batch, device)
+    log(run, {"stage": args.stage, "event": "start", "step": step, "config": model.cfg.name})
+    while time.time() < deadline and step < total_steps:
+        lr_batch, hr_batch = next(stream)
+        frac = step / total_steps
+        for group in optimiser.param_groups:  # cosine decay with a short warm-up
+            group["lr"] = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * frac))
+        with autocast(device, use_bf16):
+            loss, stats = loss_fn(lr_batch, hr_batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimiser.step()
+        step += 1
+        if step % args.log_every == 0:
+            log(run, {"stage": args.stage, "step": step, "loss": round(loss.item(), 5), **stats})
+        if time.time() - last_save > args.save_minutes * 60:
+            checkpoint(run, model, extra, optimiser, step, args.stage)
+            log(run, {"stage": args.stage, "step": step, **validate(model, args.stage, val, device)})
+            stage_parameters(model, args.stage)
+            last_save = time.time()
+    metrics = validate(model, args.stage, val, device)
+    extra.setdefault("stages", {})[args.stage] = {"steps": step, **metrics}
+    checkpoint(run, model, extra, optimiser, step, args.stage)
+    log(run, {"stage": args.stage, "event": "done", "step": step, **metrics})
+
+
+def checkpoint(run: Path, model: LarsrModel, extra: dict, optimiser: Any, step: int, stage: str) -> None:
+    save_checkpoint(run / "model.pt", model, extra)
+    tmp = run / f"{stage}_state.pt.tmp"
+    torch.save({"optimiser": optimiser.state_dict(), "step": step}, tmp)
+    tmp.replace(run / f"{stage}_state.pt")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Train one LAR-SR stage.")
+    p.add_argument("--stage", choices=STAGES, required=True)
+    p.add_argument("--config", default="small")
+    p.add_argument("--data", type=Path, default=Path("data/photos"))
+    p.add_argument("--run", type=Path, default=Path("runs/larsr-x4"))
+    p.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget for this run")
+    p.add_argument("--steps", type=int, default=20000, help="schedule length (cosine decay)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--hr-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--lpips", type=float, default=0.1, help="LPIPS weight in the VQ-VAE stage")
+    p.add_argument("--consistency", type=float, default=1.0, help="weight of L1(down(sr), lr)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--save-minutes", type=float, default=5.0)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--val-side", type=int, default=192)
+    p.add_argument("--restart", action="store_true", help="ignore saved optimiser state")
+    p.add_argument("--cpu", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on CPU (only pays off with AMX)")
+    args = p.parse_args(argv)
+    get_config(args.config)
+    train(args)
+
+
+if __name__ == "__main__":
+    main()
