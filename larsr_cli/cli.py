@@ -1,0 +1,262 @@
+"""The ``larsr`` command line: a thin layer of options over the batch engine and the Upscaler.
+
+User mistakes (bad paths, bad images, missing models) end with one ``larsr: error: ...`` line and
+exit code 1; ``--debug`` shows tracebacks. Ctrl-C exits 130 and leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from . import __version__
+from .commands_models import download, info, models
+from .engine import JobResult, RenderSettings, Summary, run_job
+from .errors import LarsrError
+from .jobs import STDIO, NamingOptions, plan_jobs
+
+FORMATS = ["same", "png", "jpg", "jpeg", "webp", "tiff", "bmp"]
+
+
+def _tile_option(value: str) -> int | str:
+    if value == "auto":
+        return "auto"
+    try:
+        tile = int(value)
+    except ValueError:
+        raise click.BadParameter("expected auto, 0 (whole image) or a size in LR pixels") from None
+    if tile < 0:
+        raise click.BadParameter("must be >= 0")
+    return tile
+
+
+class LarsrGroup(click.Group):
+    """Turns LarsrError into one line and a non-zero exit instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except LarsrError as exc:
+            if debug:
+                raise
+            click.echo(f"larsr: error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("larsr: interrupted; no partial output was left behind", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=LarsrGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="larsr")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Sharp, realistic x4 photo upscaling with LAR-SR (local autoregressive texture sampling)."""
+    ctx.obj = {"debug": debug}
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output file, folder, or - for stdout.")
+@click.option("--scale", type=float, default=4.0, show_default=True, help="Output scale in [1, 4].")
+@click.option(
+    "--model",
+    "-m",
+    default="larsr-x4",
+    show_default=True,
+    help="Embedded name, model folder, or hf://OWNER/REPO[@REVISION].",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--temperature",
+    "-t",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Texture sampling temperature; 0 = deterministic. Default: the model's.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Write N variants with seeds SEED..SEED+N-1 (names stem_s{seed}.ext).",
+)
+@click.option(
+    "--tile",
+    default="auto",
+    show_default=True,
+    help="Tile size in LR pixels; 0 = whole image; auto fits ~1 GB of working memory.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    default="same",
+    show_default=True,
+    help="Output format; same = the input's.",
+)
+@click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality (default 95).")
+@click.option("--suffix", default="", help="Appended to output file stems in folder mode.")
+@click.option("--recursive", "-r", is_flag=True, help="Descend into subfolders (mirrored in the output).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone and move on.")
+@click.option("--strip-metadata", is_flag=True, help="Do not carry ICC profile, EXIF and dpi over.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@click.pass_context
+def upscale(
+    ctx: click.Context,
+    inputs: tuple[str, ...],
+    output: str,
+    scale: float,
+    model: str,
+    seed: int,
+    temperature: float | None,
+    samples: int,
+    tile: str,
+    device: str,
+    threads: int | None,
+    fmt: str,
+    quality: int | None,
+    suffix: str,
+    recursive: bool,
+    overwrite: bool,
+    skip_existing: bool,
+    strip_metadata: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Upscale images x4 (or by --scale) with LAR-SR."""
+    if overwrite and skip_existing:
+        raise LarsrError("--overwrite and --skip-existing contradict each other; pick one")
+    tile_value = _tile_option(tile)
+    fmt = "jpg" if fmt.lower() == "jpeg" else fmt.lower()
+    jobs = plan_jobs(inputs, NamingOptions(output, fmt, suffix, seed, samples, recursive))
+    to_stdout = output == STDIO
+    err = Console(stderr=True)
+    show = not quiet and err.is_terminal
+
+    from .pipeline import Upscaler
+    from .registry import resolve_model
+
+    folder = resolve_model(model, progress=show)
+    upscaler = Upscaler(folder, device=device, threads=threads)
+    temperature_used = upscaler.default_temperature if temperature is None else temperature
+    settings = RenderSettings(
+        temperature=temperature_used,
+        scale=scale,
+        tile=tile_value,
+        format=fmt,
+        quality=quality,
+        strip_metadata=strip_metadata,
+        overwrite=overwrite,
+        skip_existing=skip_existing,
+        debug=ctx.obj["debug"],
+    )
+    summary = Summary()
+    start = time.perf_counter()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not show,
+        transient=False,
+    ) as bar:
+        overall = bar.add_task("images", total=len(jobs))
+        tiles = bar.add_task("tiles", total=1, visible=False)
+
+        def on_tile(done: int, total: int) -> None:
+            bar.update(tiles, completed=done, total=total, visible=total > 1)
+
+        for job in jobs:
+            bar.update(overall, description=f"images [dim]{Path(str(job.display)).name}[/]")
+            result = run_job(upscaler, job, settings, on_tile)
+            summary.results.append(result)
+            bar.update(tiles, visible=False)
+            bar.advance(overall)
+    summary.seconds = time.perf_counter() - start
+    _report(
+        summary,
+        upscaler.manifest.name,
+        upscaler.device.label,
+        temperature_used,
+        quiet,
+        as_json,
+        to_stdout,
+        err,
+    )
+    if summary.failed:
+        ctx.exit(1)
+
+
+def _report(
+    summary: Summary,
+    model: str,
+    device: str,
+    temperature: float,
+    quiet: bool,
+    as_json: bool,
+    to_stdout: bool,
+    err: Console,
+) -> None:
+    if as_json:
+        report = {
+            "model": model,
+            "device": device,
+            "done": summary.count("done"),
+            "skipped": summary.count("skipped"),
+            "failed": summary.count("failed"),
+            "seconds": round(summary.seconds, 3),
+            "seconds_per_megapixel": summary.seconds_per_megapixel,
+            "results": [r.to_json(temperature) for r in summary.results],
+        }
+        stream = sys.stderr if to_stdout else sys.stdout
+        stream.write(json.dumps(report, indent=2) + "\n")
+        stream.flush()
+    for r in summary.results:
+        for note in r.warnings:
+            err.print(f"larsr: warning: {r.job.display}: {note}", highlight=False)
+    for r in summary.failed:
+        click.echo(f"larsr: error: {_failure_line(r)}", err=True)
+    if quiet or as_json:
+        return
+    spm = summary.seconds_per_megapixel
+    speed = f", {spm:.2f} s per output megapixel" if spm else ""
+    err.print(
+        f"{summary.count('done')} done, {summary.count('skipped')} skipped, {summary.count('failed')} failed "
+        f"in {summary.seconds:.1f} s{speed}",
+        highlight=False,
+    )
+
+
+def _failure_line(result: JobResult) -> str:
+    reason = result.reason
+    return reason if reason.startswith(str(result.job.display)) else f"{result.job.display}: {reason}"
+
+
+main.add_command(download)
+main.add_command(models)
+main.add_command(info)
+
+
+if __name__ == "__main__":
+    main()

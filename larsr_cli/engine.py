@@ -1,0 +1,185 @@
+"""The batch engine: runs planned jobs through an ``Upscaler``, one image at a time.
+
+One bad file never stops a batch: each job ends as done, skipped or failed (with its one-line
+reason), and the caller decides the exit code from the summary. Outputs go through the atomic
+writer of ``imageio``, so an interrupted run leaves either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageError, LarsrError
+from .imageio import AlphaFlattenedWarning, LoadedImage, encode_image, load_image, resize_float, save_image
+from .jobs import STDIO, Job
+from .pipeline import Upscaler
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    temperature: float | None = None
+    scale: float = 4.0
+    tile: int | str = "auto"
+    format: str = "same"
+    quality: int | None = None
+    strip_metadata: bool = False
+    overwrite: bool = False
+    skip_existing: bool = False
+    debug: bool = False
+
+
+@dataclass
+class JobResult:
+    job: Job
+    status: str  # done | skipped | failed
+    reason: str = ""
+    seconds: float = 0.0
+    output_size: tuple[int, int] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self, temperature: float) -> dict:
+        out = {
+            "input": self.job.display,
+            "output": str(self.job.target),
+            "status": self.status,
+            "seed": self.job.seed,
+            "temperature": temperature,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.output_size:
+            out["width"], out["height"] = self.output_size
+        if self.reason:
+            out["error" if self.status == "failed" else "reason"] = self.reason
+        if self.warnings:
+            out["warnings"] = self.warnings
+        return out
+
+
+@dataclass
+class Summary:
+    results: list[JobResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> list[JobResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def output_megapixels(self) -> float:
+        return sum(w * h for r in self.results if r.output_size for w, h in [r.output_size]) / 1e6
+
+    @property
+    def seconds_per_megapixel(self) -> float | None:
+        done = [r for r in self.results if r.status == "done"]
+        mp = self.output_megapixels
+        return sum(r.seconds for r in done) / mp if mp else None
+
+
+def output_size(width: int, height: int, scale: float, native: int) -> tuple[int, int]:
+    if not (1.0 <= scale <= native):
+        raise LarsrError(f"--scale must be between 1 and {native}, got {scale:g}")
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _read_source(job: Job) -> LoadedImage:
+    if job.source == STDIO:
+        data = sys.stdin.buffer.read()
+        return load_image(data, name="<stdin>")
+    return load_image(job.source)
+
+
+def render(
+    upscaler: Upscaler,
+    image: LoadedImage,
+    seed: int,
+    settings: RenderSettings,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Upscale colour (by the model) and alpha (bicubic), then resample to the requested scale."""
+    h, w = image.rgb.shape[:2]
+    size = output_size(w, h, settings.scale, upscaler.scale)
+    rgb = upscaler.upscale_array(
+        image.rgb,
+        seed=seed,
+        temperature=settings.temperature,
+        tile=settings.tile,
+        out_dtype=np.float32,
+        progress=progress,
+    )
+    alpha = None
+    if image.alpha is not None:
+        alpha = np.clip(resize_float(image.alpha, (rgb.shape[1], rgb.shape[0])), 0.0, 1.0)
+    if size != (rgb.shape[1], rgb.shape[0]):
+        rgb = np.clip(resize_float(rgb, size), 0.0, 1.0)
+        alpha = None if alpha is None else np.clip(resize_float(alpha, size), 0.0, 1.0)
+    return rgb, alpha
+
+
+def run_job(
+    upscaler: Upscaler, job: Job, settings: RenderSettings, progress: Callable[[int, int], None] | None = None
+) -> JobResult:
+    start = time.perf_counter()
+    target = job.target
+    if target != STDIO and Path(target).exists():
+        if settings.skip_existing:
+            return JobResult(job, "skipped", "output exists")
+        if not settings.overwrite:
+            return JobResult(job, "failed", f"{target}: exists; use --overwrite or --skip-existing")
+    try:
+        image = _read_source(job)
+        rgb, alpha = render(upscaler, image, job.seed, settings, progress)
+        fmt = None if settings.format == "same" else settings.format
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AlphaFlattenedWarning)
+            if target == STDIO:
+                data = encode_image(
+                    rgb,
+                    alpha=alpha,
+                    like=image,
+                    format=fmt,
+                    quality=settings.quality,
+                    strip_metadata=settings.strip_metadata,
+                )
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            else:
+                save_image(
+                    target,
+                    rgb,
+                    alpha=alpha,
+                    like=image,
+                    format=fmt,
+                    quality=settings.quality,
+                    strip_metadata=settings.strip_metadata,
+                    overwrite=settings.overwrite,
+                )
+        notes = [str(w.message) for w in caught if issubclass(w.category, AlphaFlattenedWarning)]
+        return JobResult(
+            job,
+            "done",
+            seconds=time.perf_counter() - start,
+            output_size=(rgb.shape[1], rgb.shape[0]),
+            warnings=notes,
+        )
+    except (LarsrError, ImageError) as exc:
+        return JobResult(job, "failed", str(exc), time.perf_counter() - start)
+    except MemoryError:
+        return JobResult(job, "failed", "out of memory; try a smaller --tile", time.perf_counter() - start)
+    except Exception as exc:  # a bug or an onnxruntime failure: keep the batch going, say what it was
+        if settings.debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return JobResult(
+            job, "failed", f"internal error: {type(exc).__name__}: {first}", time.perf_counter() - start
+        )

@@ -1,0 +1,114 @@
+"""Turning the command line's inputs and ``-o`` into a list of (source, destination) jobs.
+
+Inputs may be files, folders (mirrored into the output folder, recursively with ``--recursive``),
+glob patterns, or ``-`` for stdin. The plan is made up front, so a typo fails before any work and
+the progress bar knows the total.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LarsrError
+from .imageio import FORMAT_SUFFIXES, resolve_format
+
+STDIO = "-"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".jfif", ".gif"}
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path | str  # a path, or "-" for stdin
+    target: Path | str  # a path, or "-" for stdout
+    seed: int
+    display: str  # what the progress bar and the summary call this job
+
+
+@dataclass(frozen=True)
+class NamingOptions:
+    output: str
+    format: str  # png, jpg, webp, tiff, bmp or "same"
+    suffix: str
+    seed: int
+    samples: int
+    recursive: bool
+
+
+def _target_suffix(source: Path | str, fmt: str) -> str:
+    if fmt != "same":
+        return FORMAT_SUFFIXES[resolve_format(fmt)]
+    suffix = Path(source).suffix.lower() if source != STDIO else ".png"
+    return suffix if suffix in IMAGE_SUFFIXES - {".gif", ".jfif"} else ".png"
+
+
+def _expand(inputs: tuple[str, ...], recursive: bool) -> list[tuple[Path | str, Path | None]]:
+    """(source, path relative to the output folder's root or None for a plain file)."""
+    found: list[tuple[Path | str, Path | None]] = []
+    for raw in inputs:
+        if raw == STDIO:
+            found.append((STDIO, None))
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(
+                p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not files:
+                hint = "" if recursive else " (use --recursive for subfolders)"
+                raise LarsrError(f"{raw}: folder holds no images{hint}")
+            found.extend((p, p.relative_to(path)) for p in files)
+        elif path.exists():
+            found.append((path, None))
+        elif glob.has_magic(raw):
+            matches = sorted(Path(p) for p in glob.glob(raw, recursive=recursive) if Path(p).is_file())
+            if not matches:
+                raise LarsrError(f"{raw}: no file matches this pattern")
+            found.extend((p, None) for p in matches)
+        else:
+            raise LarsrError(f"{raw}: no such file or folder")
+    return found
+
+
+def plan_jobs(inputs: tuple[str, ...], opts: NamingOptions) -> list[Job]:
+    if not inputs:
+        raise LarsrError("no input given; pass image files, folders, globs or - for stdin")
+    if opts.samples < 1:
+        raise LarsrError("--samples must be at least 1")
+    sources = _expand(inputs, opts.recursive)
+    seeds = [opts.seed + i for i in range(opts.samples)]
+    out = opts.output
+    if out == STDIO:
+        if len(sources) != 1 or opts.samples != 1:
+            raise LarsrError("-o - (stdout) takes exactly one input and one sample")
+        src = sources[0][0]
+        return [Job(src, STDIO, opts.seed, "<stdin>" if src == STDIO else str(src))]
+    out_path = Path(out)
+    single_file = (
+        len(sources) == 1
+        and sources[0][1] is None
+        and opts.samples == 1
+        and out_path.suffix.lower() in IMAGE_SUFFIXES
+        and not out_path.is_dir()
+    )
+    if single_file:
+        src = sources[0][0]
+        return [Job(src, out_path, opts.seed, "<stdin>" if src == STDIO else str(src))]
+    jobs = []
+    for src, rel in sources:
+        stem_rel = (
+            rel.with_suffix("") if rel is not None else Path("stdin" if src == STDIO else Path(src).stem)
+        )
+        suffix = _target_suffix(src, opts.format)
+        for seed in seeds:
+            sample = f"_s{seed}" if opts.samples > 1 else ""
+            name = f"{stem_rel.name}{opts.suffix}{sample}{suffix}"
+            target = out_path / stem_rel.parent / name
+            jobs.append(Job(src, target, seed, "<stdin>" if src == STDIO else str(src)))
+    targets = [j.target for j in jobs]
+    if len(set(targets)) != len(targets):
+        clash = next(t for t in targets if targets.count(t) > 1)
+        raise LarsrError(f"two inputs would both be written to {clash}; rename one or use separate runs")
+    return jobs
