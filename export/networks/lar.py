@@ -163,6 +163,13 @@ class LARModule(nn.Module):
         grid = indices.reshape(n, h // k, k, w // k, k).permute(0, 1, 3, 2, 4)
         return grid.reshape(n, h // k, w // k, k * k)
 
+    def to_patches_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(N, H, W, K)`` -> ``(N, Hp, Wp, T, K)``: per-position view of index-map logits."""
+        k = self.patch
+        n, h, w, c = logits.shape
+        grid = logits.reshape(n, h // k, k, w // k, k, c).permute(0, 1, 3, 2, 4, 5)
+        return grid.reshape(n, h // k, w // k, k * k, c)
+
     def from_patches(self, seq: torch.Tensor) -> torch.Tensor:
         """Inverse of ``to_patches`` for a trailing-dims tensor ``(N, Hp, Wp, T, ...)``."""
         k = self.patch

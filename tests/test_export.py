@@ -1,0 +1,150 @@
+"""The exported ONNX graphs compute what the PyTorch networks compute.
+
+Everything the runtime does rests on these graphs, so each one is compared with PyTorch on random
+inputs of two different sizes (dynamic height/width must really be dynamic), the LAR module is
+checked to be causal, and the cached step must reproduce the teacher-forced forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from larsr_cli.errors import ModelError
+from larsr_cli.manifest import load_manifest, sha256_of
+
+SIZES = [(12, 20), (26, 18)]  # LR (h, w): even sides, different aspect ratios
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def sessions(tiny_model_dir):
+    names = ["coarse", "condition", "lar_step", "decoder", "lar_full"]
+    return {
+        n: ort.InferenceSession(str(tiny_model_dir / f"{n}.onnx"), providers=["CPUExecutionProvider"])
+        for n in names
+    }
+
+
+def _max_diff(a: np.ndarray, b: torch.Tensor) -> float:
+    return float(np.abs(a - b.detach().numpy()).max())
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_coarse_condition_decoder_match_torch(sessions, tiny_torch_model, h, w):
+    m = tiny_torch_model
+    torch.manual_seed(h * w)
+    lr = torch.rand(1, 3, h, w)
+    with torch.no_grad():
+        xc = m.coarse(lr)
+        cond, start = m.lar.condition(xc)
+        idx = torch.randint(0, m.cfg.codebook_size, (1, 2 * h, 2 * w))
+        sr = m.vqvae.decode(idx, xc)
+    (xc_onnx,) = sessions["coarse"].run(None, {"lr": lr.numpy()})
+    assert xc_onnx.shape == (1, 3, 4 * h, 4 * w)
+    assert _max_diff(xc_onnx, xc) < TOL
+    cond_onnx, start_onnx = sessions["condition"].run(None, {"xc": xc.numpy()})
+    assert _max_diff(cond_onnx, cond) < TOL and _max_diff(start_onnx, start) < TOL
+    (sr_onnx,) = sessions["decoder"].run(None, {"indices": idx.numpy(), "xc": xc.numpy()})
+    assert _max_diff(sr_onnx, sr) < TOL
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_lar_step_and_full_match_torch(sessions, tiny_torch_model, h, w):
+    m = tiny_torch_model
+    torch.manual_seed(h + w)
+    with torch.no_grad():
+        xc = m.coarse(torch.rand(1, 3, h, w))
+        cond, start = m.lar.condition(xc)
+        idx = torch.randint(0, m.cfg.codebook_size, (1, 2 * h, 2 * w))
+        full = m.lar(xc, idx)
+        hp, wp = 2 * h // 4, 2 * w // 4
+        cache = torch.randn(m.cfg.lar_layers, 2, 16, 1, hp, wp, m.cfg.lar_features)
+        prev = torch.randint(0, m.cfg.codebook_size, (1, hp, wp))
+        for t in (0, 7, 15):
+            tt = torch.tensor([t])
+            logits, kv = m.lar.step(prev, tt, cond, start, cache)
+            feeds = {"prev_code": prev.numpy(), "t": tt.numpy(), "cond": cond.numpy(), "start": start.numpy()}
+            logits_onnx, kv_onnx = sessions["lar_step"].run(None, {**feeds, "cache": cache.numpy()})
+            assert _max_diff(logits_onnx, logits) < TOL and _max_diff(kv_onnx, kv) < TOL
+    (full_onnx,) = sessions["lar_full"].run(None, {"xc": xc.numpy(), "indices": idx.numpy()})
+    assert _max_diff(full_onnx, full) < TOL
+
+
+def test_lar_is_causal(tiny_torch_model):
+    """Changing the code at position t changes no logits at positions <= t of any patch."""
+    m = tiny_torch_model
+    torch.manual_seed(3)
+    with torch.no_grad():
+        xc = m.coarse(torch.rand(1, 3, 8, 8))
+        idx = torch.randint(0, m.cfg.codebook_size, (1, 16, 16))
+        base = m.lar.to_patches(idx)
+        ref = m.lar(xc, idx)
+        for t in (0, 5, 15):
+            changed = base.clone()
+            changed[..., t] = (changed[..., t] + 1) % m.cfg.codebook_size
+            out = m.lar(xc, m.lar.from_patches(changed.unsqueeze(-1)).squeeze(-1))
+            diff = (m.lar.to_patches_logits(out) - m.lar.to_patches_logits(ref)).abs().amax(dim=(0, 1, 2, 4))
+            assert torch.all(diff[: t + 1] == 0), f"positions <= {t} saw the code at {t}"
+            if t < 15:
+                assert diff[t + 1 :].max() > 0, "later positions should depend on earlier codes"
+
+
+def test_cached_steps_equal_teacher_forced_forward(tiny_torch_model):
+    m = tiny_torch_model
+    torch.manual_seed(4)
+    with torch.no_grad():
+        xc = m.coarse(torch.rand(1, 3, 10, 14))
+        idx = torch.randint(0, m.cfg.codebook_size, (1, 20, 28))
+        full = m.lar(xc, idx)
+        cond, start = m.lar.condition(xc)
+        seq = m.lar.to_patches(idx)
+        n, hp, wp, positions = seq.shape
+        cache = m.lar.empty_cache(n, hp, wp)
+        steps = []
+        for t in range(positions):
+            prev = seq[..., t - 1] if t else torch.zeros_like(seq[..., 0])
+            logits, kv = m.lar.step(prev, torch.tensor([t]), cond, start, cache)
+            cache[:, :, t] = kv
+            steps.append(logits.reshape(n, hp, wp, -1))
+        stepped = m.lar.from_patches(torch.stack(steps, dim=3))
+    assert float((stepped - full).abs().max()) < 1e-5
+
+
+def test_manifest_hashes_match_files(tiny_model_dir):
+    manifest = load_manifest(tiny_model_dir)  # verifies every sha256
+    for name, entry in manifest.files.items():
+        assert sha256_of(tiny_model_dir / name) == entry["sha256"]
+    assert manifest.context_margin >= sum(manifest.receptive_field.values())
+    assert manifest.context_margin % manifest.tile_multiple == 0
+
+
+def test_wrong_hash_fails_clearly(tiny_model_dir, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model_dir, bad)
+    data = json.loads((bad / "manifest.json").read_text())
+    data["files"]["decoder.onnx"]["sha256"] = "0" * 64
+    (bad / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="decoder.onnx: sha256 mismatch"):
+        load_manifest(bad)
+
+
+def test_tampered_graph_is_refused(tiny_model_dir, tmp_path):
+    bad = tmp_path / "tampered"
+    shutil.copytree(tiny_model_dir, bad)
+    with open(bad / "coarse.onnx", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelError, match="coarse.onnx"):
+        load_manifest(bad)
+
+
+def test_config_round_trips_through_manifest(tiny_model_dir, tiny_torch_model):
+    from export.configs import LarsrConfig
+
+    manifest = load_manifest(tiny_model_dir)
+    assert LarsrConfig.from_dict(manifest.config) == tiny_torch_model.cfg
