@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from .errors import LarsrError
+from .imageio import resize_float
 from .manifest import Manifest, load_manifest
 from .sampler import CodeNoise, sample_codes
 from .sessions import DeviceChoice, open_session, parse_device
@@ -204,6 +206,57 @@ class Upscaler:
             if progress:
                 progress(i + 1, len(tiles))
         return out
+
+    def upscale(
+        self,
+        image: Image.Image | np.ndarray,
+        *,
+        seed: int = 0,
+        temperature: float | None = None,
+        scale: float = 4.0,
+        tile: int | str = "auto",
+    ) -> Image.Image:
+        """Convenience API: a PIL image or array in, an 8-bit PIL image (RGB or RGBA) out.
+
+        Alpha is upscaled with bicubic and reattached; arrays may be uint8, uint16 or float [0,1],
+        HxW or HxWx3/4. Files with ICC/EXIF/16-bit needs go through ``imageio`` instead.
+        """
+        rgb, alpha = _as_float_rgba(image)
+        h, w = rgb.shape[:2]
+        if not (1.0 <= scale <= self.scale):
+            raise LarsrError(f"scale must be between 1 and {self.scale}, got {scale:g}")
+        out = self.upscale_array(rgb, seed=seed, temperature=temperature, tile=tile, out_dtype=np.float32)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if alpha is not None:
+            alpha = resize_float(alpha, (out.shape[1], out.shape[0]))
+        if size != (out.shape[1], out.shape[0]):
+            out = resize_float(out, size)
+            alpha = None if alpha is None else resize_float(alpha, size)
+        pixels = quantise(out, np.uint8)
+        if alpha is None:
+            return Image.fromarray(pixels, "RGB")
+        return Image.fromarray(np.dstack([pixels, quantise(alpha, np.uint8)]), "RGBA")
+
+
+def _as_float_rgba(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    if isinstance(image, Image.Image):
+        image = ImageOps.exif_transpose(image)
+        has_alpha = "A" in image.getbands() or "transparency" in image.info
+        image = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        arr = arr.astype(np.float32) / 65535.0
+    else:
+        arr = arr.astype(np.float32)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise LarsrError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {arr.shape}")
+    colour = arr[..., :3] if arr.shape[2] >= 3 else np.repeat(arr[..., :1], 3, axis=2)
+    alpha = arr[..., -1] if arr.shape[2] in (2, 4) else None
+    return np.ascontiguousarray(colour), alpha
 
 
 def quantise(img: np.ndarray, dtype: type) -> np.ndarray:
