@@ -626,6 +626,10 @@ def _prepare(
     alpha = _check_alpha(alpha, colour.shape[:2])
     gray = like.grayscale if like is not None else colour.ndim == 2
     gray = gray and fmt != "WEBP"  # WebP has no grayscale
+    depth = _depth(like, fmt, gray, alpha is not None)
+    integer_ok = alpha is None and not gray and colour.ndim == 3 and colour.dtype == _DEPTH_DTYPE.get(depth)
+    if colour.dtype != np.float32 and not integer_ok:
+        colour = colour.astype(np.float32) / np.float32(np.iinfo(colour.dtype).max)
     if alpha is not None and fmt not in _ALPHA_FORMATS:
         colour = _flatten_on_white(colour, alpha, fmt)
         alpha = None
@@ -638,13 +642,22 @@ def _prepare(
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
-    """Accept HxW, HxWx1 or HxWx3; anything else is a programming error, not a user error."""
-    arr = np.asarray(rgb, dtype=np.float32)
+    """Accept HxW, HxWx1 or HxWx3; anything else is a programming error, not a user error.
+
+    uint8/uint16 arrays are kept as they are (full scale = 1.0): a 16K output costs 4x less as
+    integers than as float32, and is written without a float copy when nothing needs one.
+    """
+    arr = np.asarray(rgb)
+    if arr.dtype not in (np.uint8, np.uint16):
+        arr = arr.astype(np.float32, copy=False)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or arr.size == 0:
         raise ValueError(f"expected an HxWx3 or HxW image array, got shape {np.shape(rgb)}")
     return arr
+
+
+_DEPTH_DTYPE = {8: np.uint8, 16: np.uint16}
 
 
 def _check_alpha(alpha: np.ndarray | None, hw: tuple[int, ...]) -> np.ndarray | None:
@@ -706,6 +719,8 @@ def _metadata(like: LoadedImage | None, pixels: np.ndarray, target: _Target, str
 
 def _quantise(pixels: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
     """Float [0, 1] to rounded integers; NaN becomes 0 rather than garbage."""
+    if pixels.dtype == dtype:
+        return pixels
     maxval = float(np.iinfo(dtype).max)
     out = pixels * np.float32(maxval)
     out += np.float32(0.5)

@@ -612,3 +612,25 @@ def test_resize_float_shapes_and_range() -> None:
     alpha = resize_float(np.eye(H, W, dtype=np.float32), (W * 4, H * 4))
     assert alpha.shape == (H * 4, W * 4) and 0.0 <= alpha.min() and alpha.max() <= 1.0
     assert np.allclose(resize_float(np.full((8, 8), 0.25, np.float32), (2, 2)), 0.25)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_integer_pixels_are_written_like_float_pixels(tmp_path, bits):
+    """The batch engine hands over uint8/uint16 outputs (4x less memory than float32)."""
+    rng = np.random.default_rng(bits)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    ints = rng.integers(0, np.iinfo(dtype).max + 1, size=(9, 13, 3), dtype=dtype)
+    src = tmp_path / f"src{bits}.png"
+    if bits == 8:
+        Image.fromarray(ints).save(src)
+    else:
+        cv2.imwrite(str(src), ints[..., ::-1])
+    like = load_image(src)
+    assert like.bit_depth == bits
+    from_ints = save_image(tmp_path / "ints.png", ints, like=like)
+    floats = ints.astype(np.float32) / np.iinfo(dtype).max
+    from_floats = save_image(tmp_path / "floats.png", floats, like=like)
+    a = cv2.imread(str(from_ints), cv2.IMREAD_UNCHANGED)
+    b = cv2.imread(str(from_floats), cv2.IMREAD_UNCHANGED)
+    assert a.dtype == dtype and np.array_equal(a, b)
+    assert np.array_equal(a[..., ::-1], ints)
