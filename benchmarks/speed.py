@@ -1,0 +1,398 @@
+"""Speed and memory of x4 upscaling on the CPU: larsr per stage against bicubic and the peers.
+
+Seconds per output megapixel for square inputs (default 128, 256 and 512 px), all methods in the
+same run so that the ratios hold even on a shared, noisy machine. larsr is split into its stages by
+wrapping its onnxruntime sessions in a timing proxy (coarse, condition, the k*k ``lar_step`` runs,
+decoder) and timing the numpy sampling (``sample_codes`` and the seeded noise); what is left
+(padding, tiling, cache writes, quantisation) is reported as "other". Then peak RSS and wall time
+of a whole ``larsr upscale`` process per input size (default 256, 1024 and 2048 px), measured with
+``os.wait4`` on that process alone (``benchmarks/rss_probe.py``).
+
+    python -m benchmarks.speed --model models/larsr-x4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from benchmarks.common import (
+    BENCH_DIR,
+    DEFAULT_RESULTS,
+    REPO_DIR,
+    BenchError,
+    Peer,
+    command_line,
+    log,
+    machine_info,
+    model_info,
+    open_upscaler,
+    run_main,
+    run_peer,
+    select_peers,
+    write_json,
+    write_text,
+)
+
+SCALE = 4
+STAGES = ("coarse", "condition", "lar_step", "sampling", "decoder", "other")
+STAGE_LABELS = {
+    "coarse": "coarse",
+    "condition": "condition",
+    "lar_step": "LAR steps",
+    "sampling": "sampling (numpy)",
+    "decoder": "decode",
+    "other": "other",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Instrumenting larsr
+
+
+class TimedSession:
+    """Stands in for an onnxruntime session and adds the wall time of every ``run`` to a tally.
+
+    The pipeline looks its sessions up by name on every call, so swapping the dict entries is
+    enough: the code being measured is the shipped code, not a re-implementation of it.
+    """
+
+    def __init__(self, inner: Any, name: str, tally: dict[str, float], counts: dict[str, int]) -> None:
+        self._inner, self._name, self._tally, self._counts = inner, name, tally, counts
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._inner.run(*args, **kwargs)
+        finally:
+            self._tally[self._name] += time.perf_counter() - start
+            self._counts[self._name] += 1
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._inner, item)
+
+
+@contextmanager
+def instrumented(upscaler: Any) -> Iterator[tuple[dict[str, float], dict[str, int]]]:
+    """Time the sessions and the numpy sampling of ``upscaler`` until the block ends."""
+    from larsr_cli import pipeline
+
+    tally: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    sessions = dict(upscaler.sessions)
+    sample_codes, code_noise = pipeline.sample_codes, pipeline.CodeNoise
+
+    def timed_sample(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return sample_codes(*args, **kwargs)
+        finally:
+            tally["sampling"] += time.perf_counter() - start
+
+    class TimedNoise(code_noise):  # type: ignore[misc, valid-type]
+        """The seeded uniforms are part of sampling too (one Philox stream per index-map row)."""
+
+        def window(self, *args: Any) -> np.ndarray:
+            start = time.perf_counter()
+            try:
+                return super().window(*args)
+            finally:
+                tally["sampling"] += time.perf_counter() - start
+
+    upscaler.sessions = {n: TimedSession(s, n, tally, counts) for n, s in sessions.items()}
+    pipeline.sample_codes, pipeline.CodeNoise = timed_sample, TimedNoise
+    try:
+        yield tally, counts
+    finally:
+        upscaler.sessions = sessions
+        pipeline.sample_codes, pipeline.CodeNoise = sample_codes, code_noise
+
+
+def time_larsr(upscaler: Any, lr: np.ndarray, temperature: float, tile: str, repeats: int) -> dict[str, Any]:
+    """Whole-image seconds per repeat and the stage split of the fastest repeat."""
+    rgb = lr.astype(np.float32) / 255.0
+    tile_arg: int | str = tile if tile == "auto" else int(tile)
+    runs = []
+    for _ in range(repeats):
+        with instrumented(upscaler) as (tally, counts):
+            start = time.perf_counter()
+            upscaler.upscale_array(rgb, seed=0, temperature=temperature, tile=tile_arg, out_dtype=np.uint8)
+            total = time.perf_counter() - start
+        stages = {k: float(tally.get(k, 0.0)) for k in STAGES if k != "other"}
+        stages["other"] = max(0.0, total - sum(stages.values()))
+        runs.append((total, stages, dict(counts)))
+    best = min(runs, key=lambda r: r[0])
+    return {
+        "seconds": [round(r[0], 4) for r in runs],
+        "stages_s": {k: round(v, 4) for k, v in best[1].items()},
+        "session_runs": best[2],
+        "tiles": len(upscaler.plan(lr.shape[0], lr.shape[1], tile_arg)),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Other methods
+
+
+def time_bicubic(lr: np.ndarray, repeats: int) -> dict[str, Any]:
+    """cv2 INTER_CUBIC on the uint8 image: the cheapest thing a user could do instead."""
+    h, w = lr.shape[:2]
+    cv2.resize(lr, (w * SCALE, h * SCALE), interpolation=cv2.INTER_CUBIC)  # warm-up
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        cv2.resize(lr, (w * SCALE, h * SCALE), interpolation=cv2.INTER_CUBIC)
+        seconds.append(time.perf_counter() - start)
+    return {"seconds": [round(s, 6) for s in seconds], "threads": cv2.getNumThreads()}
+
+
+def time_peers(
+    peers: list[Peer], inputs: dict[int, np.ndarray], threads: int | None, repeats: int, notes: list[str]
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """Each installed peer over all input sizes in one process (model loaded once, warmed up)."""
+    results: dict[str, dict[int, dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="larsr-speed-") as tmp:
+        in_dir = Path(tmp) / "in"
+        in_dir.mkdir()
+        for size, img in inputs.items():
+            Image.fromarray(img).save(in_dir / f"s{size:05d}.png")
+        for peer in peers:
+            reason = peer.missing()
+            if reason:
+                notes.append(f"skipped {reason}")
+                log(f"  {reason}: skipped")
+                continue
+            log(f"  {peer.label}: sizes {', '.join(map(str, inputs))}")
+            try:
+                report = run_peer(peer, in_dir, Path(tmp) / peer.key, repeats=repeats, threads=threads)
+            except BenchError as exc:  # a broken peer costs its rows, not the whole run
+                notes.append(f"skipped {exc}")
+                log(f"  {exc}: skipped")
+                continue
+            info = {k: v for k, v in report.items() if k not in ("seconds", "output_size")}
+            results[peer.key] = {
+                size: {"seconds": report["seconds"][f"s{size:05d}.png"], "info": info} for size in inputs
+            }
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def source_photo(photos: str | None, notes: list[str]) -> np.ndarray | None:
+    """The first validation photo (uint8), so inputs look like photos; None falls back to synthetic."""
+    if not photos:
+        return None
+    try:
+        from export.data import prepared_photo, read_manifest, select
+
+        entries = sorted(select(read_manifest(photos), "val"), key=lambda e: str(e["name"]))
+        if entries:
+            notes.append(f"inputs cut from the validation photo {entries[0]['name']}")
+            return prepared_photo(photos, entries[0])
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        notes.append(f"no photos ({str(exc).splitlines()[0]}): synthetic inputs")
+        return None
+    notes.append("no validation photos: synthetic inputs")
+    return None
+
+
+def make_input(src: np.ndarray | None, size: int) -> np.ndarray:
+    """A size x size uint8 RGB input: a centre crop of the photo (resized up if it is too small).
+
+    Content barely matters for speed (no method here adapts its work to the image), so a seeded
+    synthetic image stands in when no photo is available.
+    """
+    if src is None:
+        y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        noise = np.random.default_rng(size).random((size, size, 3), dtype=np.float32)
+        img = np.stack([x, y, 0.5 * (x + y)], axis=2) * 0.7 + 0.3 * noise
+        return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+    h, w = src.shape[:2]
+    if min(h, w) < size:
+        factor = size / min(h, w)
+        new = (max(size, round(w * factor)), max(size, round(h * factor)))
+        src = np.asarray(Image.fromarray(src).resize(new, Image.Resampling.BICUBIC))
+        h, w = src.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(src[top : top + size, left : left + size])
+
+
+# --------------------------------------------------------------------------------------------
+# Memory: one larsr process per size
+
+
+def peak_rss_run(model: Path, img: np.ndarray, tmp: Path, threads: int | None, tile: str) -> dict[str, Any]:
+    """Wall time and peak RSS of one ``larsr upscale`` process, through ``rss_probe.py``.
+
+    The probe (a small stdlib process) starts larsr and reads its rusage with ``os.wait4``, so the
+    number is larsr's own peak: neither this process's size nor earlier children leak into it.
+    """
+    size = img.shape[0]
+    inp, out = tmp / f"in_{size}.png", tmp / f"out_{size}.png"
+    Image.fromarray(img).save(inp)
+    larsr_args = ["upscale", str(inp), "-o", str(out), "--model", str(model), "--seed", "0"]
+    larsr_args += ["--tile", tile, "--quiet", "--overwrite"]
+    larsr_args += ["--threads", str(threads)] if threads else []
+    probe = [sys.executable, str(BENCH_DIR / "rss_probe.py"), sys.executable, "-m", "larsr_cli.cli"]
+    proc = subprocess.run(probe + larsr_args, capture_output=True, text=True, cwd=REPO_DIR, check=False)
+    report = _last_json(proc.stdout)
+    if proc.returncode != 0 or report is None or report["rc"] != 0 or not out.is_file():
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"larsr upscale of a {size}x{size} input failed: {tail}")
+    png_bytes = out.stat().st_size
+    inp.unlink()
+    out.unlink()
+    shown = " ".join(["larsr", *larsr_args]).replace(str(inp), "IN.png").replace(str(out), "OUT.png")
+    return {
+        "input": size,
+        "output": size * SCALE,
+        "wall_s": round(report["wall_s"], 3),
+        "peak_rss_mib": round(report["maxrss_kib"] / 1024.0, 1),  # Linux reports KiB
+        "output_buffer_mib": round((size * SCALE) ** 2 * 3 / 2**20, 1),
+        "png_mib": round(png_bytes / 2**20, 2),
+        "command": shown,
+    }
+
+
+def _last_json(stdout: str) -> dict[str, Any] | None:
+    lines = [ln for ln in stdout.strip().splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+
+
+def _ratio(a: float, b: float | None) -> float | None:
+    """a / b to four significant digits; bicubic is ~1000x faster, so fixed decimals would lose it."""
+    return float(f"{a / b:.4g}") if b else None
+
+
+def summarise(size: int, methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Seconds per output megapixel from the fastest repeat, and ratios to bicubic and to larsr.
+
+    The fastest repeat is the one least disturbed by the rest of a shared machine.
+    """
+    mpx = (size * SCALE) ** 2 / 1e6
+    best = {k: min(v["seconds"]) for k, v in methods.items()}
+    for key, entry in methods.items():
+        entry["best_s"] = round(best[key], 6)
+        entry["s_per_mpx"] = round(best[key] / mpx, 6)
+        entry["x_bicubic"] = _ratio(best[key], best.get("bicubic"))
+        entry["x_larsr"] = _ratio(best[key], best.get("larsr"))
+    stages = methods["larsr"]["stages_s"]
+    methods["larsr"]["stages_s_per_mpx"] = {k: round(v / mpx, 5) for k, v in stages.items()}
+    return {"input": size, "output": size * SCALE, "output_mpx": round(mpx, 4), "methods": methods}
+
+
+def parse_sizes(text: str, flag: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise BenchError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if any(s < 8 for s in sizes):
+        raise BenchError(f"{flag}: sizes must be at least 8 px")
+    return sizes
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="models/larsr-x4", help="larsr model folder")
+    parser.add_argument("--images", default="data/photos", help="photos to cut inputs from ('' = synthetic)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results folder")
+    parser.add_argument("--sizes", default="128,256,512", help="input sides timed (default 128,256,512)")
+    parser.add_argument("--repeats", type=int, default=2, help="larsr runs per size (default 2)")
+    parser.add_argument("--bicubic-repeats", type=int, default=20, help="cv2 runs per size (default 20)")
+    parser.add_argument("--peer-repeats", type=int, default=1, help="peer runs per size (default 1)")
+    parser.add_argument("--peers", nargs="*", default=["all"], help="realesrgan, dat, all (default) or none")
+    parser.add_argument(
+        "--rss-sizes", default="256,1024,2048", help="inputs for the larsr upscale RSS runs ('' = none)"
+    )
+    parser.add_argument("--temperature", type=float, help="override the manifest's default temperature")
+    parser.add_argument("--threads", type=int, help="CPU threads for larsr, cv2's pool and DAT (default all)")
+    parser.add_argument("--tile", default="auto", help="larsr tile size in LR px (default auto)")
+    args = parser.parse_args(argv)
+    args.size_list = parse_sizes(args.sizes, "--sizes")
+    args.rss_list = parse_sizes(args.rss_sizes, "--rss-sizes") if args.rss_sizes.strip() else []
+    if min(args.repeats, args.bicubic_repeats, args.peer_repeats) < 1:
+        raise BenchError("repeat counts must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    notes: list[str] = []
+    peers = select_peers(args.peers)
+    upscaler = open_upscaler(args.model, args.threads)
+    if args.threads:
+        cv2.setNumThreads(args.threads)
+    temperature = upscaler.default_temperature if args.temperature is None else float(args.temperature)
+    src = source_photo(args.images, notes)
+    inputs = {size: make_input(src, size) for size in args.size_list}
+    log("larsr warm-up")
+    time_larsr(upscaler, make_input(src, 64), temperature, args.tile, 1)
+    per_size: dict[int, dict[str, dict[str, Any]]] = {}
+    for size, lr in inputs.items():
+        log(f"{size}x{size}: bicubic, larsr")
+        per_size[size] = {
+            "bicubic": time_bicubic(lr, args.bicubic_repeats),
+            "larsr": time_larsr(upscaler, lr, temperature, args.tile, args.repeats),
+        }
+    for key, by_size in time_peers(peers, inputs, args.threads, args.peer_repeats, notes).items():
+        for size, entry in by_size.items():
+            per_size[size][key] = entry
+    rows = [summarise(size, methods) for size, methods in per_size.items()]
+    memory = []
+    with tempfile.TemporaryDirectory(prefix="larsr-rss-") as tmp:
+        for size in args.rss_list:
+            log(f"larsr upscale {size}x{size} -> {size * SCALE}x{size * SCALE}: peak RSS")
+            img = make_input(src, size)
+            memory.append(peak_rss_run(upscaler.folder.resolve(), img, Path(tmp), args.threads, args.tile))
+    labels = {"bicubic": "bicubic (cv2 INTER_CUBIC)", "larsr": f"larsr T={temperature:g}"}
+    labels.update({p.key: p.label for p in peers})
+    result = {
+        "kind": "speed",
+        "command": command_line("benchmarks.speed", argv),
+        "machine": machine_info(),
+        "model": model_info(upscaler),
+        "settings": {
+            "sizes": args.size_list,
+            "repeats": {"larsr": args.repeats, "bicubic": args.bicubic_repeats, "peers": args.peer_repeats},
+            "temperature": temperature,
+            "tile": args.tile,
+            "threads": args.threads or os.cpu_count(),
+            "timing": "fastest repeat, steady state (models loaded and warmed up first)",
+            "stages": STAGE_LABELS,
+        },
+        "labels": labels,
+        "rows": rows,
+        "memory": memory,
+        "notes": notes,
+    }
+    write_json(args.out / "speed.json", result)
+    from benchmarks.report import speed_markdown
+
+    write_text(args.out / "speed.md", speed_markdown(result))
+    log(f"wrote {args.out / 'speed.json'} and speed.md")
+    print(speed_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))
