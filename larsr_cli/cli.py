@@ -37,9 +37,11 @@ def _tile_option(value: str) -> int | str:
     try:
         tile = int(value)
     except ValueError:
-        raise click.BadParameter("expected auto, 0 (whole image) or a size in LR pixels") from None
+        raise click.BadParameter(
+            "expected auto, 0 (whole image) or a size in LR pixels", param_hint="--tile"
+        ) from None
     if tile < 0:
-        raise click.BadParameter("must be >= 0")
+        raise click.BadParameter("must be >= 0", param_hint="--tile")
     return tile
 
 
@@ -157,6 +159,8 @@ def upscale(
 
     folder = resolve_model(model, progress=show)
     upscaler = Upscaler(folder, device=device, threads=threads)
+    if not 1.0 <= scale <= upscaler.scale:  # once, not as one failure per image of the batch
+        raise LarsrError(f"--scale must be between 1 and {upscaler.scale}, got {scale:g}")
     temperature_used = upscaler.default_temperature if temperature is None else temperature
     settings = RenderSettings(
         temperature=temperature_used,

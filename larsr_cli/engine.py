@@ -173,6 +173,8 @@ def run_job(
             warnings=notes,
         )
     except (LarsrError, ImageError) as exc:
+        if settings.debug:
+            traceback.print_exc()
         return JobResult(job, "failed", str(exc), time.perf_counter() - start)
     except MemoryError:
         return JobResult(job, "failed", "out of memory; try a smaller --tile", time.perf_counter() - start)

@@ -43,6 +43,13 @@ def _target_suffix(source: Path | str, fmt: str) -> str:
     return suffix if suffix in IMAGE_SUFFIXES - {".gif", ".jfif"} else ".png"
 
 
+def _check_file_target(path: Path, fmt: str) -> None:
+    """Fail before any work if ``-o FILE`` cannot be written (.gif) or contradicts ``--format``."""
+    by_suffix = resolve_format(path=path)
+    if fmt != "same" and resolve_format(fmt) != by_suffix:
+        raise LarsrError(f"-o {path}: the suffix says {by_suffix} but --format says {fmt}; make them agree")
+
+
 def _expand(inputs: tuple[str, ...], recursive: bool) -> list[tuple[Path | str, Path | None]]:
     """(source, path relative to the output folder's root or None for a plain file)."""
     found: list[tuple[Path | str, Path | None]] = []
@@ -94,6 +101,7 @@ def plan_jobs(inputs: tuple[str, ...], opts: NamingOptions) -> list[Job]:
         and not out_path.is_dir()
     )
     if single_file:
+        _check_file_target(out_path, opts.format)
         src = sources[0][0]
         return [Job(src, out_path, opts.seed, "<stdin>" if src == STDIO else str(src))]
     jobs = []

@@ -1,0 +1,287 @@
+"""The Python API and the runtime core on the tiny model: Upscaler, seeded sampling, tiling.
+
+Everything runs real onnxruntime sessions on the randomly initialised tiny model of conftest.py.
+Images are kept small (24x32 LR) because the tiny model's tiling margin (~70 LR px) makes every
+tile of a small image almost as costly as the whole image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from larsr_cli.errors import LarsrError
+from larsr_cli.pipeline import Upscaler
+from larsr_cli.sampler import CodeNoise, sample_codes
+from larsr_cli.tiling import plan_tiles
+
+H, W = 24, 32
+
+
+@pytest.fixture(scope="module")
+def upscaler(tiny_model_dir) -> Upscaler:
+    return Upscaler(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def lr() -> np.ndarray:
+    return np.random.default_rng(0).random((H, W, 3), dtype=np.float32)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+# ---- Upscaler / upscale_array ---------------------------------------------------------------------
+
+
+def test_upscale_array_default_is_uint8_x4(upscaler: Upscaler, lr: np.ndarray) -> None:
+    out = upscaler.upscale_array(lr, seed=1)
+    assert out.shape == (4 * H, 4 * W, 3)
+    assert out.dtype == np.uint8
+    assert out.std() > 0  # a real picture, not a constant fill
+
+
+def test_output_dtypes_agree_and_stay_in_range(upscaler: Upscaler, lr: np.ndarray) -> None:
+    f32 = upscaler.upscale_array(lr, seed=1, temperature=0.5, out_dtype=np.float32)
+    u8 = upscaler.upscale_array(lr, seed=1, temperature=0.5, out_dtype=np.uint8)
+    u16 = upscaler.upscale_array(lr, seed=1, temperature=0.5, out_dtype=np.uint16)
+    assert f32.dtype == np.float32 and u16.dtype == np.uint16
+    assert f32.shape == u8.shape == u16.shape == (4 * H, 4 * W, 3)
+    assert np.isfinite(f32).all() and f32.min() >= 0.0 and f32.max() <= 1.0
+    # Quantised by rounding to nearest from the same float result.
+    assert np.abs(u8.astype(np.int32) - np.round(f32 * 255).astype(np.int32)).max() <= 1
+    assert np.abs(u16.astype(np.int64) - np.round(f32 * 65535).astype(np.int64)).max() <= 1
+    assert (u16 % 257 != 0).mean() > 0.5  # really 16-bit, not 8-bit values scaled up
+
+
+def test_default_temperature_comes_from_the_manifest(upscaler: Upscaler, lr: np.ndarray) -> None:
+    assert upscaler.default_temperature == pytest.approx(0.8)
+    implicit = upscaler.upscale_array(lr, seed=4)
+    explicit = upscaler.upscale_array(lr, seed=4, temperature=0.8)
+    argmax = upscaler.upscale_array(lr, seed=4, temperature=0)
+    assert np.array_equal(implicit, explicit)
+    assert not np.array_equal(implicit, argmax)
+
+
+def test_from_pretrained_with_a_folder(tiny_model_dir, lr: np.ndarray, upscaler: Upscaler) -> None:
+    other = Upscaler.from_pretrained(str(tiny_model_dir), device="cpu")
+    assert other.scale == 4 and other.manifest.name == "tiny"
+    small = lr[:8, :10]
+    assert np.array_equal(other.upscale_array(small, seed=2), upscaler.upscale_array(small, seed=2))
+
+
+def test_out_of_range_input_is_clipped(upscaler: Upscaler, lr: np.ndarray) -> None:
+    wild = lr * 3.0 - 1.0
+    assert np.array_equal(
+        upscaler.upscale_array(wild, temperature=0),
+        upscaler.upscale_array(np.clip(wild, 0, 1), temperature=0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("array", "kwargs", "pattern"),
+    [
+        (np.zeros((H, W), np.float32), {}, "HxWx3"),
+        (np.zeros((H, W, 4), np.float32), {}, "HxWx3"),
+        (np.zeros((0, W, 3), np.float32), {}, "empty"),
+        (np.zeros((H, W, 3), np.float32), {"temperature": -0.5}, "temperature"),
+    ],
+    ids=["2d", "4-channels", "empty", "negative-temperature"],
+)
+def test_bad_arrays_raise_larsr_error(upscaler: Upscaler, array, kwargs, pattern: str) -> None:
+    with pytest.raises(LarsrError, match=pattern):
+        upscaler.upscale_array(array, **kwargs)
+
+
+@pytest.mark.parametrize(("h", "w"), [(17, 33), (33, 17), (1, 1), (1, 5), (3, 1)])
+def test_odd_sizes_upscale_to_exactly_4x(upscaler: Upscaler, h: int, w: int) -> None:
+    rgb = np.random.default_rng(h * 100 + w).random((h, w, 3), dtype=np.float32)
+    out = upscaler.upscale_array(rgb, seed=3, out_dtype=np.float32)
+    assert out.shape == (4 * h, 4 * w, 3)
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+
+
+# ---- determinism ----------------------------------------------------------------------------------
+
+
+def test_seed_determinism_and_temperature_zero(upscaler: Upscaler, lr: np.ndarray) -> None:
+    a1 = upscaler.upscale_array(lr, seed=1, temperature=1.0)
+    a2 = upscaler.upscale_array(lr, seed=1, temperature=1.0)
+    b = upscaler.upscale_array(lr, seed=2, temperature=1.0)
+    assert np.array_equal(a1, a2)
+    assert (a1 != b).mean() > 0.05  # a different seed draws visibly different texture
+    z1 = upscaler.upscale_array(lr, seed=1, temperature=0)
+    z2 = upscaler.upscale_array(lr, seed=999, temperature=0)
+    assert np.array_equal(z1, z2)
+
+
+# ---- tile invariance ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "tiles"),
+    # "wide" is wider than tile + margin, so one tile's context starts inside the image: its noise
+    # window must then come from the global field at that offset, not from its own origin.
+    [(H, W, (16, 24)), (23, 33, (16,)), (8, 104, (32,))],
+    ids=["even", "odd", "wide"],
+)
+def test_tiled_output_equals_untiled(upscaler: Upscaler, h: int, w: int, tiles: tuple[int, ...]) -> None:
+    rgb = np.random.default_rng(7).random((h, w, 3), dtype=np.float32)
+    whole = upscaler.upscale_array(rgb, seed=11, temperature=1.0, tile=0, out_dtype=np.float32)
+    assert len(upscaler.plan(h, w, 0)) == 1
+    other_seed = upscaler.upscale_array(rgb, seed=12, temperature=1.0, tile=0, out_dtype=np.float32)
+    assert psnr(whole, other_seed) < 40  # the texture really is sampled, so equality below means something
+    for tile in tiles:
+        calls: list[tuple[int, int]] = []
+        tiled = upscaler.upscale_array(
+            rgb,
+            seed=11,
+            temperature=1.0,
+            tile=tile,
+            out_dtype=np.float32,
+            progress=lambda done, total, calls=calls: calls.append((done, total)),
+        )
+        n = len(upscaler.plan(h, w, tile))
+        assert n >= 2, f"tile {tile} does not split a {w}x{h} image"
+        assert calls == [(i, n) for i in range(1, n + 1)]
+        assert psnr(whole, tiled) >= 50, f"tile {tile}: {psnr(whole, tiled):.1f} dB"
+
+
+def test_auto_tile_fits_the_memory_budget(tiny_model_dir, upscaler: Upscaler) -> None:
+    assert upscaler.auto_tile(H, W) == 0  # small images run whole
+    per_px = upscaler.bytes_per_lr_pixel()
+    budgeted = Upscaler(tiny_model_dir, device="cpu", memory_budget=300 * 300 * per_px)
+    m, margin = budgeted.manifest.tile_multiple, budgeted.manifest.context_margin
+    tile = budgeted.auto_tile(400, 600)
+    assert tile > 0 and tile % m == 0
+    assert (tile + 2 * margin) ** 2 * per_px <= budgeted.memory_budget  # a tile with its context fits
+    assert len(budgeted.plan(400, 600, "auto")) > 1
+
+
+# ---- CodeNoise ------------------------------------------------------------------------------------
+
+
+def test_code_noise_window_is_a_pure_function_of_position() -> None:
+    big = CodeNoise(3).window(0, 40, 0, 50)
+    assert big.shape == (40, 50) and big.min() >= 0.0 and big.max() < 1.0
+    fresh = CodeNoise(3)
+    part = fresh.window(7, 19, 11, 30)
+    assert np.array_equal(part, big[7:19, 11:30])
+    # Asking in another order, or again, changes nothing.
+    assert np.array_equal(fresh.window(0, 40, 0, 50), big)
+    assert np.array_equal(fresh.window(5, 6, 49, 50), big[5:6, 49:50])
+    # Far-right windows of a wide image equal the same columns of the full rows.
+    assert np.array_equal(CodeNoise(3).window(2, 4, 1000, 1010), CodeNoise(3).window(2, 4, 0, 1010)[:, 1000:])
+
+
+def test_code_noise_depends_on_seed_and_row() -> None:
+    a = CodeNoise(3).window(0, 4, 0, 64)
+    b = CodeNoise(4).window(0, 4, 0, 64)
+    assert not np.array_equal(a, b)
+    assert len({row.tobytes() for row in a}) == 4  # rows are distinct streams
+    with pytest.raises(ValueError):
+        CodeNoise(-1)
+
+
+# ---- sample_codes ---------------------------------------------------------------------------------
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def test_sample_codes_at_zero_temperature_is_argmax() -> None:
+    logits = np.random.default_rng(0).normal(size=(64, 16)).astype(np.float32)
+    assert np.array_equal(sample_codes(logits, 0.0, None), logits.argmax(axis=1))
+    # Uniforms, if given, are ignored at T = 0.
+    u = np.random.default_rng(1).random(64)
+    assert np.array_equal(sample_codes(logits, 0.0, u), logits.argmax(axis=1))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sample_codes_follow_the_softmax(temperature: float) -> None:
+    logits = np.array([2.0, 0.5, -1.0, 0.0, 1.0, -3.0], np.float32)
+    p = softmax(logits.astype(np.float64) / temperature)
+    n = 20_000
+    rows = np.repeat(logits[None], n, axis=0)
+
+    # Evenly spaced uniforms: inverse-CDF sampling must hit each code n * p times, up to rounding.
+    even = (np.arange(n) + 0.5) / n
+    counts = np.bincount(sample_codes(rows, temperature, even), minlength=len(p))
+    assert np.abs(counts - n * p).max() <= 2
+
+    # Fixed random uniforms: a chi-square test against the tempered softmax (df = 5, p ~ 1e-4).
+    u = np.random.default_rng(123).random(n)
+    codes = sample_codes(rows, temperature, u)
+    counts = np.bincount(codes, minlength=len(p))
+    chi2 = float(((counts - n * p) ** 2 / (n * p)).sum())
+    assert chi2 < 25.7, chi2
+    # ... and the same draws are *not* distributed like the untempered softmax (the test can fail).
+    if temperature != 1.0:
+        p1 = softmax(logits.astype(np.float64))
+        assert float(((counts - n * p1) ** 2 / (n * p1)).sum()) > 100
+
+
+def test_sample_codes_edges() -> None:
+    logits = np.array([[0.0, 0.0, 0.0, 5.0], [5.0, 0.0, 0.0, 0.0]], np.float32)
+    top = np.nextafter(1.0, 0.0)
+    codes = sample_codes(logits, 1.0, np.array([top, 0.0]))
+    assert codes.tolist() == [3, 0]  # each row uses its own logits; u near 1 is still a real code
+    with pytest.raises(ValueError):
+        sample_codes(logits, 1.0, None)
+
+
+# ---- plan_tiles -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "tile", "margin", "multiple"),
+    [
+        (24, 32, 16, 70, 2),
+        (40, 56, 24, 72, 2),
+        (64, 64, 16, 5, 4),
+        (30, 18, 7, 3, 2),
+        (96, 40, 32, 8, 8),
+        (24, 32, 0, 70, 2),
+        (24, 32, 32, 70, 2),
+    ],
+)
+def test_plan_tiles_partition_the_image(h: int, w: int, tile: int, margin: int, multiple: int) -> None:
+    tiles = plan_tiles(h, w, tile, margin, multiple)
+    owned = np.zeros((h, w), np.int32)
+    for t in tiles:
+        own, ctx = t.own, t.context
+        owned[own.y0 : own.y1, own.x0 : own.x1] += 1
+        assert 0 <= ctx.y0 <= own.y0 < own.y1 <= ctx.y1 <= h
+        assert 0 <= ctx.x0 <= own.x0 < own.x1 <= ctx.x1 <= w
+        for v in (own.y0, own.y1, own.x0, own.x1, ctx.y0, ctx.y1, ctx.x0, ctx.x1):
+            assert v % multiple == 0
+        # At least the full margin of context on every side that is not the image border.
+        assert ctx.y0 == 0 or own.y0 - ctx.y0 >= margin
+        assert ctx.x0 == 0 or own.x0 - ctx.x0 >= margin
+        assert ctx.y1 == h or ctx.y1 - own.y1 >= margin
+        assert ctx.x1 == w or ctx.x1 - own.x1 >= margin
+    assert (owned == 1).all()  # every pixel written exactly once
+    if tile <= 0 or (tile >= h and tile >= w):
+        assert len(tiles) == 1
+    else:
+        side = -(-tile // multiple) * multiple
+        assert len(tiles) == math.ceil(h / side) * math.ceil(w / side) > 1
+
+
+def test_plan_tiles_wants_a_padded_image() -> None:
+    with pytest.raises(ValueError):
+        plan_tiles(25, 32, 16, 8, 2)
+
+
+def test_upscaler_plan_pads_odd_sizes(upscaler: Upscaler) -> None:
+    tiles = upscaler.plan(23, 33, 16)
+    m = upscaler.manifest.tile_multiple
+    bottom = max(t.own.y1 for t in tiles)
+    right = max(t.own.x1 for t in tiles)
+    assert bottom >= 23 and right >= 33 and bottom % m == 0 and right % m == 0
