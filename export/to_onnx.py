@@ -48,12 +48,21 @@ class ConditionGraph(nn.Module):
 
 
 class StepGraph(nn.Module):
+    """Inputs ``prev_code, t, cond, start, past_k_0, past_v_0, past_k_1, ...``: one cache tensor per
+    layer and kind, so onnxruntime reads the runtime's numpy buffers in place (slicing one big
+    cache tensor inside the graph copied all of it every step)."""
+
     def __init__(self, model: LarsrModel) -> None:
         super().__init__()
         self.lar = model.lar
 
-    def forward(self, prev_code, t, cond, start, cache):  # noqa: ANN001 - names are the graph's inputs
-        return self.lar.step(prev_code, t, cond, start, cache)
+    def forward(self, prev_code, t, cond, start, *past):  # noqa: ANN001 - names are the graph's inputs
+        pairs = [(past[i], past[i + 1]) for i in range(0, len(past), 2)]
+        return self.lar.step(prev_code, t, cond, start, pairs)
+
+
+def past_names(layers: int) -> list[str]:
+    return [f"past_{kind}_{i}" for i in range(layers) for kind in ("k", "v")]
 
 
 class FullLARGraph(nn.Module):
@@ -86,14 +95,14 @@ def example_inputs(model: LarsrModel, lr_size: int = 16) -> dict[str, tuple[torc
         cond, start = model.lar.condition(xc)
     hp = wp = 2 * lr_size // k
     indices = torch.randint(0, cfg.codebook_size, (1, 2 * lr_size, 2 * lr_size))
-    cache = torch.randn(cfg.lar_layers, 2, k * k, 1, hp, wp, cfg.lar_features)
+    past = [torch.randn_like(a) for pair in model.lar.empty_cache(1, hp, wp) for a in pair]
     prev = torch.randint(0, cfg.codebook_size, (1, hp, wp))
     t = torch.tensor([3], dtype=torch.int64)
     assert xc.shape[-1] == lr_size * s
     return {
         "coarse": (lr,),
         "condition": (xc,),
-        "lar_step": (prev, t, cond, start, cache),
+        "lar_step": (prev, t, cond, start, *past),
         "lar_full": (xc, indices),
         "decoder": (indices, xc),
     }
@@ -114,15 +123,14 @@ GRAPH_SPECS: dict[str, dict[str, Any]] = {
     },
     "lar_step": {
         "module": StepGraph,
-        "inputs": ["prev_code", "t", "cond", "start", "cache"],
+        "inputs": ["prev_code", "t", "cond", "start"],  # + past_names(layers), added at export
         "outputs": ["logits", "new_kv"],
         "dynamic": {
             "prev_code": {1: "hp", 2: "wp"},
             "cond": {1: "hp", 2: "wp"},
             "start": {1: "hp", 2: "wp"},
-            "cache": {4: "hp", 5: "wp"},
-            "logits": {0: "positions"},
-            "new_kv": {3: "hp", 4: "wp"},
+            "logits": {0: "patches"},
+            "new_kv": {2: "patches"},
         },
     },
     "lar_full": {
@@ -146,15 +154,20 @@ def export_graph(model: LarsrModel, name: str, path: Path) -> Path:
     spec = GRAPH_SPECS[name]
     module = spec["module"](model).eval()
     inputs = example_inputs(model)[name]
+    input_names, dynamic = list(spec["inputs"]), dict(spec["dynamic"])
+    if name == "lar_step":
+        past = past_names(model.cfg.lar_layers)
+        input_names += past
+        dynamic.update({p: {0: "patches"} for p in past})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape-to-int conversions are expected
         torch.onnx.export(
             module,
             inputs,
             str(path),
-            input_names=spec["inputs"],
+            input_names=input_names,
             output_names=spec["outputs"],
-            dynamic_axes=spec["dynamic"],
+            dynamic_axes=dynamic,
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
@@ -182,9 +195,11 @@ def build_manifest(
         default_temperature=default_temperature,
         lar={
             "layers": cfg.lar_layers,
+            "heads": cfg.lar_heads,
             "positions": cfg.patch_size**2,
             "features": cfg.lar_features,
             "index_stride": 2,
+            "cache_layout": "past_k_i (P, heads, d, T), past_v_i (P, heads, T, d), P = patches",
         },
         licence=extra.get("licence", "MIT (code); weights: see training_data"),
         training_data=extra.get("training_data", {"note": "randomly initialised, not trained"}),

@@ -106,6 +106,15 @@ class Upscaler:
     def _coarse(self, lr: np.ndarray) -> np.ndarray:
         return self.sessions["coarse"].run(None, {"lr": lr})[0]
 
+    def _empty_cache(self, patches: int) -> dict[str, np.ndarray]:
+        heads = int(self.manifest.lar["heads"])
+        d = self._features // heads
+        past = {}
+        for layer in range(self._layers):
+            past[f"past_k_{layer}"] = np.zeros((patches, heads, d, self._positions), dtype=np.float32)
+            past[f"past_v_{layer}"] = np.zeros((patches, heads, self._positions, d), dtype=np.float32)
+        return past
+
     def _draw_codes(
         self, xc: np.ndarray, index_box: Box, temperature: float, noise: CodeNoise | None
     ) -> np.ndarray:
@@ -113,7 +122,8 @@ class Upscaler:
         cond, start = self.sessions["condition"].run(None, {"xc": xc})
         _, hp, wp = cond.shape[:3]
         k = self.manifest.patch_size
-        cache = np.zeros((self._layers, 2, self._positions, 1, hp, wp, self._features), dtype=np.float32)
+        past = self._empty_cache(hp * wp)
+        feeds = {"cond": cond, "start": start, **past}
         indices = np.zeros((1, hp * k, wp * k), dtype=np.int64)
         uniforms = None
         if temperature > 0 and noise is not None:
@@ -121,17 +131,11 @@ class Upscaler:
         prev = np.zeros((1, hp, wp), dtype=np.int64)
         step = self.sessions["lar_step"]
         for t in range(self._positions):
-            logits, new_kv = step.run(
-                None,
-                {
-                    "prev_code": prev,
-                    "t": np.array([t], dtype=np.int64),
-                    "cond": cond,
-                    "start": start,
-                    "cache": cache,
-                },
-            )
-            cache[:, :, t] = new_kv
+            feeds["prev_code"], feeds["t"] = prev, np.array([t], dtype=np.int64)
+            logits, new_kv = step.run(None, feeds)
+            for layer in range(self._layers):  # keys are (P, h, d, T), values (P, h, T, d)
+                past[f"past_k_{layer}"][..., t] = new_kv[layer, 0]
+                past[f"past_v_{layer}"][..., t, :] = new_kv[layer, 1]
             dy, dx = divmod(t, k)
             u = None if uniforms is None else uniforms[dy::k, dx::k].reshape(-1)
             prev = sample_codes(logits, temperature, u).reshape(1, hp, wp)

@@ -64,13 +64,18 @@ def test_lar_step_and_full_match_torch(sessions, tiny_torch_model, h, w):
         idx = torch.randint(0, m.cfg.codebook_size, (1, 2 * h, 2 * w))
         full = m.lar(xc, idx)
         hp, wp = 2 * h // 4, 2 * w // 4
-        cache = torch.randn(m.cfg.lar_layers, 2, 16, 1, hp, wp, m.cfg.lar_features)
+        past = [tuple(torch.randn_like(a) for a in pair) for pair in m.lar.empty_cache(1, hp, wp)]
+        past_feeds = {
+            f"past_{kind}_{i}": a.numpy()
+            for i, pair in enumerate(past)
+            for kind, a in zip("kv", pair, strict=True)
+        }
         prev = torch.randint(0, m.cfg.codebook_size, (1, hp, wp))
         for t in (0, 7, 15):
             tt = torch.tensor([t])
-            logits, kv = m.lar.step(prev, tt, cond, start, cache)
+            logits, kv = m.lar.step(prev, tt, cond, start, past)
             feeds = {"prev_code": prev.numpy(), "t": tt.numpy(), "cond": cond.numpy(), "start": start.numpy()}
-            logits_onnx, kv_onnx = sessions["lar_step"].run(None, {**feeds, "cache": cache.numpy()})
+            logits_onnx, kv_onnx = sessions["lar_step"].run(None, {**feeds, **past_feeds})
             assert _max_diff(logits_onnx, logits) < TOL and _max_diff(kv_onnx, kv) < TOL
     (full_onnx,) = sessions["lar_full"].run(None, {"xc": xc.numpy(), "indices": idx.numpy()})
     assert _max_diff(full_onnx, full) < TOL
@@ -110,7 +115,7 @@ def test_cached_steps_equal_teacher_forced_forward(tiny_torch_model):
         for t in range(positions):
             prev = seq[..., t - 1] if t else torch.zeros_like(seq[..., 0])
             logits, kv = m.lar.step(prev, torch.tensor([t]), cond, start, cache)
-            cache[:, :, t] = kv
+            m.lar.write_cache(cache, kv, t)
             steps.append(logits.reshape(n, hp, wp, -1))
         stepped = m.lar.from_patches(torch.stack(steps, dim=3))
     assert float((stepped - full).abs().max()) < 1e-5

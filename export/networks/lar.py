@@ -109,27 +109,30 @@ class LARAttnLayer(nn.Module):
         return x + self.mlp(self.norm_mlp(x))
 
     def step(
-        self, x: torch.Tensor, t: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor
+        self, x: torch.Tensor, t: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One position for every patch.
 
-        ``x`` is ``(N, Hp, Wp, C)`` at position ``t``; ``cache_k/v`` are ``(T, N, Hp, Wp, C)`` and
-        only their entries before ``t`` are read. Returns the output and this position's k, v,
-        which the caller writes into the cache (the graph never copies the cache).
+        ``x`` is ``(N, Hp, Wp, C)`` at position ``t``. ``past_k`` is ``(P, heads, d, T)`` and
+        ``past_v`` ``(P, heads, T, d)`` with ``P = N*Hp*Wp``: laid out so that attention is two
+        batched matmuls that read the cache once, in place. Only entries before ``t`` are used; the
+        current position's key/value enter through the (small) score tensor instead of a copy of
+        the cache, and are returned ``(P, heads, d)`` for the caller to write into the cache.
         """
-        q, k_new, v_new = self.qkv(self.norm_attn(x)).chunk(3, dim=-1)
-        positions = torch.arange(cache_k.shape[0], device=x.device).view(-1, 1, 1, 1, 1)
+        n, hp, wp, c = x.shape
+        heads = self.heads
+        d = c // heads
+        q, k_new, v_new = self.qkv(self.norm_attn(x)).reshape(-1, 3, heads, d).unbind(1)  # (P, h, d)
+        scale = 1.0 / math.sqrt(d)
+        positions = torch.arange(past_k.shape[-1], device=x.device)
         is_now = positions == t
-        keys = torch.where(is_now, k_new.unsqueeze(0), cache_k)
-        values = torch.where(is_now, v_new.unsqueeze(0), cache_v)
-        qh = self._split_heads(q)  # (N, Hp, Wp, h, d)
-        kh = self._split_heads(keys)  # (T, N, Hp, Wp, h, d)
-        vh = self._split_heads(values)
-        scores = (qh.unsqueeze(0) * kh).sum(-1) / math.sqrt(qh.shape[-1])  # (T, N, Hp, Wp, h)
-        future = (positions > t).view(-1, 1, 1, 1, 1)
-        scores = scores.masked_fill(future, float("-inf"))
-        weights = torch.softmax(scores, dim=0).unsqueeze(-1)
-        att = (weights * vh).sum(0).flatten(-2)  # (N, Hp, Wp, C)
+        scores = torch.matmul(q.unsqueeze(2), past_k).squeeze(2) * scale  # (P, h, T)
+        score_now = (q * k_new).sum(-1, keepdim=True) * scale
+        scores = torch.where(is_now, score_now, scores).masked_fill(positions > t, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        w_now = (weights * is_now).sum(-1, keepdim=True)
+        past_out = torch.matmul(torch.where(is_now, 0.0, weights).unsqueeze(2), past_v).squeeze(2)
+        att = (past_out + w_now * v_new).reshape(n, hp, wp, c)
         x = x + self.proj(att)
         if self.mix:
             x = self._mix_patches(x.unsqueeze(3)).squeeze(3)
@@ -195,25 +198,38 @@ class LARModule(nn.Module):
         t: torch.Tensor,
         cond: torch.Tensor,
         start: torch.Tensor,
-        cache: torch.Tensor,
+        past: list[tuple[torch.Tensor, torch.Tensor]],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits for position ``t`` of every patch, and the new k/v for the cache.
+        """Logits for position ``t`` of every patch, and this position's keys/values.
 
         ``prev_code`` ``(N, Hp, Wp)`` int64 (ignored at t=0), ``t`` int64 ``[1]``, ``cond``
-        ``(N, Hp, Wp, T, C)``, ``start`` ``(N, Hp, Wp, C)``, ``cache`` ``(L, 2, T, N, Hp, Wp, C)``.
-        Returns logits ``(N*Hp*Wp, n_codes)`` (code axis last: cheap to sample in numpy) and
-        ``new_kv`` ``(L, 2, N, Hp, Wp, C)``.
+        ``(N, Hp, Wp, T, C)``, ``start`` ``(N, Hp, Wp, C)``, ``past`` one ``(keys, values)`` pair per
+        layer as made by ``empty_cache``. Returns logits ``(N*Hp*Wp, n_codes)`` (code axis last:
+        cheap to sample in numpy) and ``new_kv`` ``(L, 2, N*Hp*Wp, heads, d)``; ``write_cache``
+        stores it.
         """
         embedded = self.code_embed(prev_code)
         x = torch.where((t == 0).view(1, 1, 1, 1), start, embedded)
         x = x + torch.index_select(cond, 3, t).squeeze(3) + torch.index_select(self.pos_embed, 0, t)
         new_kv = []
-        for i, layer in enumerate(self.layers):
-            x, k_new, v_new = layer.step(x, t, cache[i, 0], cache[i, 1])
+        for layer, (past_k, past_v) in zip(self.layers, past, strict=True):
+            x, k_new, v_new = layer.step(x, t, past_k, past_v)
             new_kv.append(torch.stack([k_new, v_new]))
         logits = self.head(self.norm_out(x))
         return logits.reshape(-1, self.n_codes), torch.stack(new_kv)
 
-    def empty_cache(self, n: int, hp: int, wp: int) -> torch.Tensor:
-        ch = self.code_embed.embedding_dim
-        return torch.zeros(len(self.layers), 2, self.positions, n, hp, wp, ch)
+    def empty_cache(self, n: int, hp: int, wp: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer: keys ``(P, heads, d, T)`` and values ``(P, heads, T, d)``, ``P = n*hp*wp``."""
+        ch, positions = self.code_embed.embedding_dim, self.positions
+        heads = self.layers[0].heads
+        d = ch // heads
+        p = n * hp * wp
+        return [
+            (torch.zeros(p, heads, d, positions), torch.zeros(p, heads, positions, d)) for _ in self.layers
+        ]
+
+    @staticmethod
+    def write_cache(past: list[tuple[torch.Tensor, torch.Tensor]], new_kv: torch.Tensor, t: int) -> None:
+        for (keys, values), kv in zip(past, new_kv, strict=True):
+            keys[..., t] = kv[0]
+            values[..., t, :] = kv[1]
