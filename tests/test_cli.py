@@ -627,14 +627,13 @@ def test_errors_in_a_real_process_have_no_traceback_unless_debug(sub, tmp_path: 
     assert not (tmp_path / "o.png").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="guard not implemented yet")
 def test_image_too_large_for_an_explicit_whole_image_tile(cli, tmp_path: Path, monkeypatch) -> None:
     """--tile 0 on an image whose working memory exceeds the budget: one line pointing at --tile.
 
-    The budget is made tiny by pretending each LR pixel needs 100 MB, so a 16x12 image stands in
+    The budget is made tiny by pretending each LR pixel needs 10 GB, so a 16x12 image stands in
     for a huge photo without costing any time or memory.
     """
-    monkeypatch.setattr(Upscaler, "bytes_per_lr_pixel", lambda self: 100_000_000)
+    monkeypatch.setattr(Upscaler, "bytes_per_lr_pixel", lambda self: 10_000_000_000)
     src = write_png(tmp_path / "p.png")
     result = cli(src, "-o", tmp_path / "o.png", "--tile", "0")
     assert_clean_failure(result, "--tile")
