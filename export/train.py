@@ -168,14 +168,17 @@ def train(args: argparse.Namespace) -> None:
     val = val_images(args.data, max_side=args.val_side)
     loss_fn = StageLoss(model, args.stage, args.lpips, args.consistency)
     use_bf16 = device.type == "cpu" and args.bf16
-    deadline = time.time() + args.minutes * 60
+    budget = args.minutes * 60
+    deadline = time.time() + budget
     last_save = time.time()
     total_steps = args.steps
     stream = batches(data, args.batch, device)
     log(run, {"stage": args.stage, "event": "start", "step": step, "config": model.cfg.name})
     while time.time() < deadline and step < total_steps:
         lr_batch, hr_batch = next(stream)
-        frac = step / total_steps
+        # The schedule ends at --steps or at the wall-clock budget, whichever comes first, so a
+        # run cut short by its budget still finishes with a decayed learning rate.
+        frac = min(1.0, max(step / total_steps, 1 - (deadline - time.time()) / budget))
         for group in optimiser.param_groups:  # cosine decay with a short warm-up
             group["lr"] = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * frac))
         with autocast(device, use_bf16):
