@@ -88,7 +88,9 @@ def _resolve_hub(ref: str, offline: bool | None, progress: bool) -> Path:
 
 def _unknown_message(ref: str, embedded: dict[str, Path]) -> str:
     names = ", ".join(embedded) or "none installed"
-    hint = f"; for a Hub repo write hf://{ref}" if ref.count("/") == 1 and not Path(ref).exists() else ""
+    owner, _, repo = ref.partition("/")
+    looks_like_repo = bool(owner) and bool(repo) and "/" not in repo and not ref.startswith((".", "~"))
+    hint = f"; for a Hub repo write hf://{ref}" if looks_like_repo else ""
     return (
         f"unknown model {ref!r}: not an embedded model ({names}), not a model folder, "
         f"not an hf://OWNER/REPO reference{hint}"
