@@ -16,76 +16,45 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
 
+from benchmarks.quality import Scorer, bicubic_up, larsr_coarse, larsr_full, load_images
 from larsr_cli.manifest import load_manifest, write_manifest
 from larsr_cli.pipeline import Upscaler
-
-from .data import make_pair, val_images
-from .degrade import lr_consistency_db
-from .lpips import LPIPS
-from .metrics import psnr_y, ssim_y
 
 SEEDS = (0, 1, 2)
 TEMPERATURES = (0.0, 0.3, 0.5, 0.7, 0.85, 1.0)
 MIN_LR_CONSISTENCY_DB = 40.0
 
 
-def bicubic_up(lr: np.ndarray, scale: int = 4) -> np.ndarray:
-    h, w = lr.shape[:2]
-    return np.clip(cv2.resize(lr, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC), 0, 1)
-
-
-def _tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].float()
-
-
-class Scorer:
-    def __init__(self) -> None:
-        self.lpips = LPIPS.from_converted("alex")
-
-    @torch.no_grad()
-    def __call__(self, sr: np.ndarray, hr: np.ndarray, lr: np.ndarray) -> dict[str, float]:
-        sr = np.clip(sr, 0.0, 1.0)
-        return {
-            "psnr_y": psnr_y(sr, hr),
-            "ssim_y": ssim_y(sr, hr),
-            "lpips": float(self.lpips(_tensor(sr), _tensor(hr))[0]),
-            "lr_consistency_db": lr_consistency_db(sr, lr),
-        }
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+def _mean(rows: list[dict[str, float | None]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if rows[0][k] is not None}
 
 
 def evaluate(model: Path, data: Path, max_side: int, temperatures: tuple[float, ...]) -> dict:
+    """Scores per method, with the benchmark's own scorer and baselines (one definition of each)."""
     upscaler = Upscaler(model)
-    score = Scorer()
-    per_method: dict[str, list[dict[str, float]]] = {}
+    scorer = Scorer(use_lpips=True, notes=[])
+    if scorer.lpips is None:
+        raise SystemExit("LPIPS weights missing: run `python -m export.lpips convert` first")
+    per_method: dict[str, list[dict]] = {}
     diversity: dict[str, list[float]] = {}
-    photos = val_images(data, max_side=max_side)
-    for name, hr in photos:
-        lr, _ = make_pair(hr)
-        per_method.setdefault("bicubic", []).append(score(bicubic_up(lr), hr, lr))
-        xc = upscaler.sessions["coarse"].run(None, {"lr": _tensor(lr).numpy()})[0][0].transpose(1, 2, 0)
-        per_method.setdefault("coarse", []).append(score(xc, hr, lr))
+    images = load_images(str(data), max_side, 0)
+    for name, hr, lr in images:
+        per_method.setdefault("bicubic", []).append(scorer.score(bicubic_up(lr), hr, lr))
+        per_method.setdefault("coarse", []).append(scorer.score(larsr_coarse(upscaler, lr), hr, lr))
         for t in temperatures:
             seeds = (0,) if t == 0 else SEEDS
-            outs = [
-                upscaler.upscale_array(lr, seed=s, temperature=t, tile=0, out_dtype=np.float32) for s in seeds
-            ]
+            outs = [np.clip(larsr_full(upscaler, lr, s, t, "0"), 0, 1) for s in seeds]
             key = f"T={t:g}"
-            per_method.setdefault(key, []).extend(score(o, hr, lr) for o in outs)
+            per_method.setdefault(key, []).extend(scorer.score(o, hr, lr) for o in outs)
             if len(outs) > 1:
-                diversity.setdefault(key, []).append(float(np.std(np.stack(outs), axis=0).mean()))
+                diversity.setdefault(key, []).append(scorer.diversity(outs)["div_std"])
         print(json.dumps({"photo": name, "done": True}), flush=True)
     summary = {key: _mean(rows) for key, rows in per_method.items()}
     for key, values in diversity.items():
-        summary[key]["pixel_std_across_seeds"] = float(np.mean(values))
-    return {"photos": [n for n, _ in photos], "max_side": max_side, "methods": summary}
+        summary[key]["pixel_std_across_seeds_0_255"] = float(np.mean(values))
+    return {"photos": [n for n, _, _ in images], "max_side": max_side, "methods": summary}
 
 
 def choose_temperature(summary: dict[str, dict[str, float]]) -> float:
@@ -93,7 +62,7 @@ def choose_temperature(summary: dict[str, dict[str, float]]) -> float:
     candidates = [
         (row["lpips"], float(key[2:]))
         for key, row in summary.items()
-        if key.startswith("T=") and row["lr_consistency_db"] >= MIN_LR_CONSISTENCY_DB
+        if key.startswith("T=") and row["lr_db"] >= MIN_LR_CONSISTENCY_DB
     ]
     if not candidates:  # none consistent enough: the most consistent one is the honest default
         candidates = [
