@@ -66,7 +66,7 @@ def choose_temperature(summary: dict[str, dict[str, float]]) -> float:
     ]
     if not candidates:  # none consistent enough: the most consistent one is the honest default
         candidates = [
-            (-row["lr_consistency_db"], float(key[2:]))
+            (-row["lr_db"], float(key[2:]))
             for key, row in summary.items()
             if key.startswith("T=")
         ]
