@@ -68,18 +68,26 @@ def load_or_create(run: Path, config: str) -> tuple[LarsrModel, dict[str, Any]]:
     return LarsrModel.from_name(config), {}
 
 
-def stage_parameters(model: LarsrModel, stage: str) -> list[torch.nn.Parameter]:
+def trained_parts(stage: str, joint_coarse: bool) -> tuple[str, ...]:
+    """The VQ-VAE stage may keep refining the coarse net, as the paper's Algorithm 1 does (it
+    updates E, D and C together); on a CPU budget that is extra coarse training for little cost."""
+    return ("coarse", "vqvae") if stage == "vqvae" and joint_coarse else (stage,)
+
+
+def stage_parameters(model: LarsrModel, parts: tuple[str, ...]) -> list[torch.nn.Parameter]:
     for part in ("coarse", "vqvae", "lar"):
-        getattr(model, part).requires_grad_(part == stage)
-        getattr(model, part).train(part == stage)
-    return [p for p in getattr(model, stage).parameters() if p.requires_grad]
+        getattr(model, part).requires_grad_(part in parts)
+        getattr(model, part).train(part in parts)
+    return [p for part in parts for p in getattr(model, part).parameters() if p.requires_grad]
 
 
 class StageLoss:
     """The loss of one stage, computed from an (lr, hr) batch."""
 
-    def __init__(self, model: LarsrModel, stage: str, lpips_weight: float, consistency_weight: float):
-        self.model, self.stage = model, stage
+    def __init__(
+        self, model: LarsrModel, stage: str, lpips_weight: float, consistency_weight: float, joint: bool
+    ):
+        self.model, self.stage, self.joint = model, stage, joint
         self.consistency_weight = consistency_weight
         self.lpips = None
         if stage == "vqvae" and lpips_weight > 0:
@@ -95,8 +103,17 @@ class StageLoss:
             l1 = F.l1_loss(xc.float(), hr)
             cons = F.l1_loss(bicubic_downscale_torch(xc.float()), lr)
             return l1 + self.consistency_weight * cons, {"l1": l1.item(), "lr_l1": cons.item()}
-        with torch.no_grad():
+        if self.stage == "vqvae" and self.joint:
             xc = m.coarse(lr).float()
+            coarse_loss = F.l1_loss(xc, hr) + self.consistency_weight * F.l1_loss(
+                bicubic_downscale_torch(xc), lr
+            )
+            xc_in = xc.detach()  # the VQ-VAE's gradients must not pull the coarse image towards texture
+        else:
+            with torch.no_grad():
+                xc_in = m.coarse(lr).float()
+            coarse_loss = None
+        xc = xc_in
         if self.stage == "vqvae":
             out = m.vqvae(hr, xc)
             sr = out.sr.float()
@@ -108,8 +125,10 @@ class StageLoss:
                 perc = self.lpips(sr.clamp(0, 1), hr).mean()
                 loss = loss + self.lpips_weight * perc
                 stats["lpips"] = perc.item()
-            used = torch.unique(out.indices).numel()
-            stats["codes_used"] = used
+            stats["codes_used"] = torch.unique(out.indices).numel()
+            if coarse_loss is not None:
+                loss = loss + coarse_loss
+                stats["coarse_loss"] = coarse_loss.item()
             return loss, stats
         with torch.no_grad():
             indices = m.vqvae.encode(hr, xc)
@@ -123,7 +142,7 @@ class StageLoss:
 def validate(model: LarsrModel, stage: str, val: list[tuple[str, np.ndarray]], device: torch.device) -> dict:
     """PSNR-Y of the stage's deterministic output vs bicubic on the held-out photos."""
     model.eval()
-    gains, ce_total, count = [], 0.0, 0
+    gains, coarse_gains, ce_total, count = [], [], 0.0, 0
     for _, hr_np in val:
         lr_np, _ = make_pair(hr_np)
         lr = torch.from_numpy(lr_np.transpose(2, 0, 1))[None].to(device)
@@ -140,12 +159,18 @@ def validate(model: LarsrModel, stage: str, val: list[tuple[str, np.ndarray]], d
             count += 1
             continue
         sr = out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+        coarse = xc.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
         up = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
-        bic = up[0].permute(1, 2, 0).cpu().numpy()
-        gains.append(psnr_y(sr, hr_np) - psnr_y(bic, hr_np))
+        bic = psnr_y(up[0].permute(1, 2, 0).cpu().numpy(), hr_np)
+        gains.append(psnr_y(sr, hr_np) - bic)
+        coarse_gains.append(psnr_y(coarse, hr_np) - bic)
     if stage == "lar":
         return {"val_ce": ce_total / max(count, 1)}
-    return {"val_psnr_gain_db": float(np.mean(gains)), "val_gain_min": float(np.min(gains))}
+    return {
+        "val_psnr_gain_db": float(np.mean(gains)),
+        "val_gain_min": float(np.min(gains)),
+        "val_coarse_gain_db": float(np.mean(coarse_gains)),
+    }
 
 
 def train(args: argparse.Namespace) -> None:
@@ -155,7 +180,8 @@ def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     model, extra = load_or_create(run, args.config)
     model.to(device).to(memory_format=torch.channels_last)
-    params = stage_parameters(model, args.stage)
+    parts = trained_parts(args.stage, args.joint_coarse)
+    params = stage_parameters(model, parts)
     optimiser = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
     state_path = run / f"{args.stage}_state.pt"
     step = 0
@@ -166,7 +192,7 @@ def train(args: argparse.Namespace) -> None:
     hr_size = args.hr_size
     data = CropDataset(args.data, "train", hr_size=hr_size, length=args.batch * 500, seed=step)
     val = val_images(args.data, max_side=args.val_side)
-    loss_fn = StageLoss(model, args.stage, args.lpips, args.consistency)
+    loss_fn = StageLoss(model, args.stage, args.lpips, args.consistency, args.joint_coarse)
     use_bf16 = device.type == "cpu" and args.bf16
     budget = args.minutes * 60
     deadline = time.time() + budget
@@ -193,7 +219,7 @@ def train(args: argparse.Namespace) -> None:
         if time.time() - last_save > args.save_minutes * 60:
             checkpoint(run, model, extra, optimiser, step, args.stage)
             log(run, {"stage": args.stage, "step": step, **validate(model, args.stage, val, device)})
-            stage_parameters(model, args.stage)
+            stage_parameters(model, parts)
             last_save = time.time()
     metrics = validate(model, args.stage, val, device)
     extra.setdefault("stages", {})[args.stage] = {"steps": step, **metrics}
@@ -226,6 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--val-side", type=int, default=192)
     p.add_argument("--restart", action="store_true", help="ignore saved optimiser state")
+    p.add_argument(
+        "--joint-coarse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="VQ-VAE stage: keep training the coarse net (L1) alongside",
+    )
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on CPU (only pays off with AMX)")
     args = p.parse_args(argv)
