@@ -346,8 +346,28 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
         parts += [speed_markdown(speed).rstrip(), ""]
     else:
         parts += ["## Speed", "", "Not run yet: `python -m benchmarks.speed` writes speed.json.", ""]
+    step = _load(results / "lar_step.json")
+    if step:
+        parts += ["## LAR step: cached vs full recompute", "", lar_step_markdown(step), ""]
     parts += ["## Peers", "", peers_markdown(quality, speed), ""]
     return "\n".join(parts)
+
+
+def lar_step_markdown(data: dict[str, Any]) -> str:
+    """Why the step graph reads a cache: one position instead of all sixteen, every step."""
+    size = data["lr_size"]
+    table = md_table(
+        ["graph", f"seconds per step ({size}x{size} LR)", "ratio"],
+        [
+            ["`lar_step` (cached keys/values)", fmt(data["cached_step_s"], "{:.3f}"), "1"],
+            [
+                "`lar_full` (recompute all positions)",
+                fmt(data["full_recompute_s"], "{:.3f}"),
+                fmt_ratio(data["speedup"]),
+            ],
+        ],
+    )
+    return f"{table}\n\nCommand: `{data['command']}`; config `{data['config']}`. {data['note']}."
 
 
 def _rel(target: Path, md: Path) -> str:

@@ -1,0 +1,104 @@
+"""Cached LAR step vs recomputing every position, on a 256x256 LR input, in one run.
+
+Sampling a patch takes 16 positions. The shipped ``lar_step.onnx`` computes one position from a
+cache of earlier keys/values; the alternative is the teacher-forced ``lar_full`` graph, which
+recomputes all 16 positions each step. This measures both on the same machine, same inputs:
+
+    python -m benchmarks.lar_step [--checkpoint runs/larsr-x4/model.pt | --config small] [--size 256]
+
+Weights do not change the cost, so a random ``small`` model measures the shipped architecture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import DEFAULT_RESULTS, command_line, machine_info, run_main, write_json
+
+
+def _time(fn: Any, repeats: int) -> float:
+    fn()  # warm-up: first runs allocate and pick kernels
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def measure(model_source: dict[str, str], size: int, repeats: int, threads: int) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from export.configs import get_config
+    from export.model import LarsrModel, load_checkpoint
+    from export.to_onnx import export_graph, past_names
+    from larsr_cli.sessions import session_options
+
+    if model_source.get("checkpoint"):
+        model, _ = load_checkpoint(Path(model_source["checkpoint"]))
+    else:
+        model = LarsrModel(get_config(model_source["config"]))
+    cfg = model.cfg
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {g: export_graph(model.eval(), g, Path(tmp) / f"{g}.onnx") for g in ("lar_step", "lar_full")}
+        opts = session_options(threads)
+        step = ort.InferenceSession(str(paths["lar_step"]), opts, providers=["CPUExecutionProvider"])
+        full = ort.InferenceSession(str(paths["lar_full"]), opts, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        h2 = 2 * size
+        hp = h2 // cfg.patch_size
+        heads, d, positions = cfg.lar_heads, cfg.lar_features // cfg.lar_heads, cfg.patch_size**2
+        xc = rng.random((1, 3, 4 * size, 4 * size), dtype=np.float32)
+        indices = rng.integers(0, cfg.codebook_size, (1, h2, h2), dtype=np.int64)
+        feeds = {
+            "prev_code": rng.integers(0, cfg.codebook_size, (1, hp, hp), dtype=np.int64),
+            "t": np.array([positions // 2], dtype=np.int64),
+            "cond": rng.random((1, hp, hp, positions, cfg.lar_features), dtype=np.float32),
+            "start": rng.random((1, hp, hp, cfg.lar_features), dtype=np.float32),
+        }
+        for name in past_names(cfg.lar_layers):
+            shape = (hp * hp, heads, d, positions) if "_k_" in name else (hp * hp, heads, positions, d)
+            feeds[name] = rng.random(shape, dtype=np.float32)
+        cached = _time(lambda: step.run(None, feeds), repeats)
+        recompute = _time(lambda: full.run(None, {"xc": xc, "indices": indices}), max(1, repeats // 2))
+    return {
+        "lr_size": size,
+        "config": cfg.name,
+        "cached_step_s": cached,
+        "full_recompute_s": recompute,
+        "speedup": recompute / cached,
+        "note": "full recompute includes the condition encoder, which the cached path runs once per tile",
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Cached LAR step vs full recompute.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="training checkpoint (default: random weights of --config)")
+    src.add_argument("--config", default="small")
+    p.add_argument("--size", type=int, default=256, help="LR side in pixels")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
+    args = p.parse_args(argv)
+    result = measure(
+        {"checkpoint": args.checkpoint, "config": args.config}, args.size, args.repeats, args.threads
+    )
+    result["machine"] = machine_info()
+    result["command"] = command_line("benchmarks.lar_step", argv)
+    write_json(args.out / "lar_step.json", result)
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))
