@@ -9,7 +9,6 @@ check is deleted from disk so that nothing corrupt or half-written can ever be l
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -35,7 +34,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .errors import ModelError
-from .manifest import MANIFEST_NAME, Manifest, parse_manifest, sha256_of
+from .manifest import MANIFEST_NAME, Manifest, read_manifest_file, sha256_of
 
 HF_PREFIX = "hf://"
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
@@ -266,11 +265,7 @@ def fetch_manifest(ref: HubRef, *, local_dir: Path | None = None, offline: bool 
     where = str(replace(ref, revision=ref.revision or constants.DEFAULT_REVISION))
     if not manifest_file.is_file():
         raise ModelError(f"{where}: not a larsr model (the repo has no {ref.manifest_path})")
-    try:
-        data = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{where}: not a larsr model (unreadable {MANIFEST_NAME}: {exc})") from None
-    manifest = parse_manifest(data, where=where)
+    manifest = read_manifest_file(manifest_file, where=where)
     for name in manifest.files:
         _check_relative(name, where)
     return HubModel(ref=ref, path=folder, commit=commit, manifest=manifest)
@@ -490,8 +485,8 @@ def _models_in_snapshot(
 ) -> Iterator[CachedModel]:
     for manifest_file in sorted(snapshot.rglob(MANIFEST_NAME)):
         try:
-            manifest = parse_manifest(json.loads(manifest_file.read_text(encoding="utf-8")))
-        except (ModelError, OSError, UnicodeDecodeError, json.JSONDecodeError):
+            manifest = read_manifest_file(manifest_file, where=str(manifest_file))
+        except ModelError:
             continue  # some other library's manifest.json, or a broken one: not ours to list
         folder = manifest_file.parent
         sub = folder.relative_to(snapshot).as_posix()

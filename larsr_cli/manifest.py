@@ -134,11 +134,16 @@ def read_manifest(folder: Path) -> Manifest:
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         raise ModelError(f"{folder}: not a larsr model folder (no {MANIFEST_NAME})")
+    return read_manifest_file(path, where=str(path))
+
+
+def read_manifest_file(path: Path, where: str) -> Manifest:
+    """Decode and validate one manifest file; errors name ``where`` (a path or a Hub reference)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: unreadable manifest ({exc})") from None
-    return parse_manifest(data, where=str(path))
+        raise ModelError(f"{where}: not a larsr model (unreadable {MANIFEST_NAME}: {exc})") from None
+    return parse_manifest(data, where=where)
 
 
 def verify_files(folder: Path, manifest: Manifest) -> None:
