@@ -142,28 +142,18 @@ def run_job(
         fmt = None if settings.format == "same" else settings.format
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AlphaFlattenedWarning)
+            options = dict(
+                alpha=alpha,
+                like=image,
+                format=fmt,
+                quality=settings.quality,
+                strip_metadata=settings.strip_metadata,
+            )
             if target == STDIO:
-                data = encode_image(
-                    rgb,
-                    alpha=alpha,
-                    like=image,
-                    format=fmt,
-                    quality=settings.quality,
-                    strip_metadata=settings.strip_metadata,
-                )
-                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.write(encode_image(rgb, **options))
                 sys.stdout.buffer.flush()
             else:
-                save_image(
-                    target,
-                    rgb,
-                    alpha=alpha,
-                    like=image,
-                    format=fmt,
-                    quality=settings.quality,
-                    strip_metadata=settings.strip_metadata,
-                    overwrite=settings.overwrite,
-                )
+                save_image(target, rgb, overwrite=settings.overwrite, **options)
         notes = [str(w.message) for w in caught if issubclass(w.category, AlphaFlattenedWarning)]
         return JobResult(
             job,
