@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import ImageError, LarsrError
@@ -99,6 +100,20 @@ def _read_source(job: Job) -> LoadedImage:
     return load_image(job.source)
 
 
+def output_dtype(image: LoadedImage) -> type:
+    """Integers wherever the output file is integer: a 16K result is 805 MB as float32, 201 MB as uint8."""
+    if image.mode == "F":
+        return np.float32
+    return np.uint16 if image.bit_depth >= 16 else np.uint8
+
+
+def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area filter for --scale below the native factor, in the pixels' own dtype."""
+    if pixels.dtype == np.float32:
+        return resize_float(pixels, size)
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+
+
 def render(
     upscaler: Upscaler,
     image: LoadedImage,
@@ -114,14 +129,14 @@ def render(
         seed=seed,
         temperature=settings.temperature,
         tile=settings.tile,
-        out_dtype=np.float32,
+        out_dtype=output_dtype(image),
         progress=progress,
     )
     alpha = None
     if image.alpha is not None:
         alpha = np.clip(resize_float(image.alpha, (rgb.shape[1], rgb.shape[0])), 0.0, 1.0)
     if size != (rgb.shape[1], rgb.shape[0]):
-        rgb = np.clip(resize_float(rgb, size), 0.0, 1.0)
+        rgb = resize_pixels(rgb, size)
         alpha = None if alpha is None else np.clip(resize_float(alpha, size), 0.0, 1.0)
     return rgb, alpha
 
