@@ -15,7 +15,8 @@ for stage in $STAGES; do
               --steps 2400 --batch 16 --hr-size 96 --lr 5e-4 --lpips 0.5 --log-every 50 ;;
     lar) python -m export.train --stage lar --run "$RUN" --minutes "${LAR_MIN:-45}" \
               --steps 2000 --batch 16 --hr-size 96 --lr 1e-3 --log-every 50 ;;
-    export) python -m export.to_onnx --checkpoint "$RUN/model.pt" --out models/larsr-x4 --name larsr-x4 ;;
+    export) python -m export.to_onnx --checkpoint "$RUN/model.pt" --out models/larsr-x4 --name larsr-x4 \
+              --data data/photos ;;
     evaluate) python -m export.evaluate --model models/larsr-x4 --data data/photos \
               --out "$RUN/evaluation.json" --write ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;

@@ -228,6 +228,29 @@ def export_model(
     return manifest
 
 
+def training_provenance(photos_dir: Path) -> dict[str, Any]:
+    """Where the weights' training photos came from: packages, versions, licences and the split."""
+    from .data import read_manifest, select
+
+    entries = read_manifest(photos_dir)
+    packages: dict[str, dict[str, Any]] = {}
+    for e in select(entries, "train"):
+        pkg = packages.setdefault(
+            str(e["package"]), {"version": e["version"], "licences": set(), "photos": 0}
+        )
+        pkg["licences"].add(str(e.get("license") or "see the package's copyright file"))
+        pkg["photos"] += 1
+    return {
+        "source": "photographs shipped in Debian packages (shared/data/training-photos.tsv)",
+        "train_photos": sum(p["photos"] for p in packages.values()),
+        "validation_photos": sorted(str(e["name"]) for e in select(entries, "val")),
+        "packages": {
+            name: {**info, "licences": sorted(info["licences"])} for name, info in sorted(packages.items())
+        },
+        "degradation": "x4 antialiased bicubic (PIL kernel, a=-0.5), LR rounded to 8 bit",
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="training checkpoint (omit for random weights)")
@@ -236,11 +259,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", help="model name in the manifest (default: folder name)")
     parser.add_argument("--temperature", type=float, help="default sampling temperature")
     parser.add_argument("--with-full", action="store_true", help="also export lar_full.onnx (parity)")
+    parser.add_argument("--data", type=Path, help="photo folder the weights were trained on (provenance)")
     args = parser.parse_args(argv)
     if args.checkpoint:
         model, extra = load_checkpoint(args.checkpoint)
     else:
         model, extra = LarsrModel.from_name(args.config), {}
+    if args.data:
+        extra = {**extra, "training_data": training_provenance(args.data)}
+        extra.setdefault("licence", "code MIT; weights trained on GPL-2+/LGPL-2.1+/BSD-2/CC-BY-SA-3.0 photos")
     temperature = args.temperature if args.temperature is not None else extra.get("default_temperature", 0.8)
     manifest = export_model(model, args.out, args.name or args.out.name, extra, temperature, args.with_full)
     print(json.dumps({"out": str(args.out), "receptive_field": manifest.receptive_field}, indent=2))
