@@ -193,9 +193,9 @@ def upscale(
 
         for job in jobs:
             bar.update(overall, description=f"images [dim]{Path(str(job.display)).name}[/]")
+            bar.reset(tiles, total=1, visible=False)  # per-image ETA, not one spanning the batch
             result = run_job(upscaler, job, settings, on_tile)
             summary.results.append(result)
-            bar.update(tiles, visible=False)
             bar.advance(overall)
     summary.seconds = time.perf_counter() - start
     _report(
