@@ -155,15 +155,16 @@ def test_config_round_trips_through_manifest(tiny_model_dir, tiny_torch_model):
     assert LarsrConfig.from_dict(manifest.config) == tiny_torch_model.cfg
 
 
-def test_default_temperature_is_best_lpips_among_lr_consistent_ones():
+def test_default_temperature_is_best_lpips_among_faithful_ones():
     from export.evaluate import choose_temperature
 
     methods = {
-        "bicubic": {"lpips": 0.5, "lr_db": 45.0},
-        "T=0": {"lpips": 0.40, "lr_db": 48.0},
-        "T=0.7": {"lpips": 0.30, "lr_db": 41.0},
-        "T=1": {"lpips": 0.25, "lr_db": 38.0},  # best LPIPS but drifts from the input: not eligible
+        "bicubic": {"psnr_y": 30.0, "lpips": 0.5, "lr_db": 45.0},
+        "T=0": {"psnr_y": 29.8, "lpips": 0.40, "lr_db": 48.0},
+        "T=0.3": {"psnr_y": 29.6, "lpips": 0.35, "lr_db": 46.0},
+        "T=0.7": {"psnr_y": 29.2, "lpips": 0.30, "lr_db": 45.0},  # 0.8 dB below bicubic: not eligible
+        "T=1": {"psnr_y": 29.9, "lpips": 0.25, "lr_db": 38.0},  # drifts from the input: not eligible
     }
-    assert choose_temperature(methods) == 0.7
+    assert choose_temperature(methods) == 0.3
     inconsistent = {k: {**v, "lr_db": 30.0 + i} for i, (k, v) in enumerate(methods.items())}
     assert choose_temperature(inconsistent) == 1.0  # none eligible: the most consistent one
