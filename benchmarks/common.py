@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -230,6 +230,17 @@ def select_peers(names: Sequence[str]) -> list[Peer]:
     if unknown:
         raise BenchError(f"unknown peer {unknown[0]!r}; choose from {', '.join(known)}, all, none")
     return [known[n] for n in names]
+
+
+def installed_peers(peers: Sequence[Peer], notes: list[str]) -> Iterator[Peer]:
+    """The peers that can run; a missing one becomes a note in the results, not a failed run."""
+    for peer in peers:
+        reason = peer.missing()
+        if reason:
+            notes.append(f"skipped {reason}")
+            log(f"  {reason}: skipped")
+            continue
+        yield peer
 
 
 def run_peer(

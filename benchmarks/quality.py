@@ -34,6 +34,7 @@ from benchmarks.common import (
     check_photos,
     command_line,
     finite,
+    installed_peers,
     load_png,
     log,
     machine_info,
@@ -173,12 +174,7 @@ def run_peers(
         lr_dir.mkdir()
         for name, lr in images:
             save_png(lr, lr_dir / f"{name}.png")
-        for peer in peers:
-            reason = peer.missing()
-            if reason:
-                notes.append(f"skipped {reason}")
-                log(f"  {reason}: skipped")
-                continue
+        for peer in installed_peers(peers, notes):
             log(f"  {peer.label}: {len(images)} images")
             out_dir = Path(tmp) / peer.key
             try:

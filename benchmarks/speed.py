@@ -37,6 +37,7 @@ from benchmarks.common import (
     BenchError,
     Peer,
     command_line,
+    installed_peers,
     log,
     machine_info,
     model_info,
@@ -170,12 +171,7 @@ def time_peers(
         in_dir.mkdir()
         for size, img in inputs.items():
             Image.fromarray(img).save(in_dir / f"s{size:05d}.png")
-        for peer in peers:
-            reason = peer.missing()
-            if reason:
-                notes.append(f"skipped {reason}")
-                log(f"  {reason}: skipped")
-                continue
+        for peer in installed_peers(peers, notes):
             log(f"  {peer.label}: sizes {', '.join(map(str, inputs))}")
             try:
                 report = run_peer(peer, in_dir, Path(tmp) / peer.key, repeats=repeats, threads=threads)
