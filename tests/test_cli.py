@@ -381,8 +381,12 @@ def test_same_seed_same_bytes_and_t0_ignores_seed(cli, tmp_path: Path) -> None:
     assert z1 != a1
 
 
-def test_tile_size_does_not_change_the_output(cli, tmp_path: Path, monkeypatch, tiny_model_dir: Path) -> None:
-    src = write_png(tmp_path / "p.png", TW, TH)
+@pytest.mark.parametrize("width,height,tiles", [(TW, TH, ("16", "24")), (72, 56, ("32", "48"))])
+def test_tile_size_does_not_change_the_output(
+    cli, tmp_path: Path, monkeypatch, tiny_model_dir: Path, width: int, height: int, tiles: tuple[str, str]
+) -> None:
+    """At T=1, tiles of any size give the untiled picture (the issue's --tile 32/48/0 case included)."""
+    src = write_png(tmp_path / "p.png", width, height)
     calls = []
     real_run_tile = Upscaler._run_tile
 
@@ -392,15 +396,20 @@ def test_tile_size_does_not_change_the_output(cli, tmp_path: Path, monkeypatch, 
 
     monkeypatch.setattr(Upscaler, "_run_tile", counting)
     outputs, tiles_run = {}, {}
-    for tile in ("0", "16", "24"):
+    for tile in ("0", *tiles):
         calls.clear()
         assert_ok(cli(src, "-o", tmp_path / f"t{tile}.png", "--tile", tile, "-t", "1", "--seed", "7"))
         outputs[tile], tiles_run[tile] = pixels(tmp_path / f"t{tile}.png"), len(calls)
     plan = Upscaler(tiny_model_dir, device="cpu").plan
-    assert tiles_run == {"0": 1, "16": len(plan(TH, TW, 16)), "24": len(plan(TH, TW, 24))}
-    assert tiles_run["16"] >= 4 and tiles_run["24"] >= 2
-    assert psnr(outputs["0"], outputs["16"]) >= 50
-    assert psnr(outputs["0"], outputs["24"]) >= 50
+    small, large = tiles
+    assert tiles_run == {
+        "0": 1,
+        small: len(plan(height, width, int(small))),
+        large: len(plan(height, width, int(large))),
+    }
+    assert tiles_run[small] >= 4 and tiles_run[large] >= 2
+    assert psnr(outputs["0"], outputs[small]) >= 50
+    assert psnr(outputs["0"], outputs[large]) >= 50
 
 
 # ---- image modes ---------------------------------------------------------------------------------------
