@@ -159,8 +159,7 @@ def upscale(
 
     folder = resolve_model(model, progress=show)
     upscaler = Upscaler(folder, device=device, threads=threads)
-    if not 1.0 <= scale <= upscaler.scale:  # once, not as one failure per image of the batch
-        raise LarsrError(f"--scale must be between 1 and {upscaler.scale}, got {scale:g}")
+    upscaler.output_size(1, 1, scale)  # check --scale once, not as one failure per image of the batch
     temperature_used = upscaler.default_temperature if temperature is None else temperature
     settings = RenderSettings(
         temperature=temperature_used,

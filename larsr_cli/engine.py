@@ -87,12 +87,6 @@ class Summary:
         return sum(r.seconds for r in done) / mp if mp else None
 
 
-def output_size(width: int, height: int, scale: float, native: int) -> tuple[int, int]:
-    if not (1.0 <= scale <= native):
-        raise LarsrError(f"--scale must be between 1 and {native}, got {scale:g}")
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
 def _read_source(job: Job) -> LoadedImage:
     if job.source == STDIO:
         data = sys.stdin.buffer.read()
@@ -123,7 +117,7 @@ def render(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Upscale colour (by the model) and alpha (bicubic), then resample to the requested scale."""
     h, w = image.rgb.shape[:2]
-    size = output_size(w, h, settings.scale, upscaler.scale)
+    size = upscaler.output_size(w, h, settings.scale)
     rgb = upscaler.upscale_array(
         image.rgb,
         seed=seed,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +35,6 @@ def available_memory() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest laptop
         return 8_000_000_000
-
-
-@dataclass
-class TileWork:
-    """Shapes of one tile in the index-map and patch grids."""
-
-    tile: Tile
-    index_box: Box  # context box on the global index map (2x LR)
 
 
 class Upscaler:
@@ -86,6 +77,12 @@ class Upscaler:
     @property
     def scale(self) -> int:
         return self.manifest.scale
+
+    def output_size(self, width: int, height: int, scale: float) -> tuple[int, int]:
+        """Output size for ``--scale``; the one place that says which scales are allowed."""
+        if not (1.0 <= scale <= self.scale):
+            raise LarsrError(f"--scale must be between 1 and {self.scale}, got {scale:g}")
+        return max(1, round(width * scale)), max(1, round(height * scale))
 
     @property
     def default_temperature(self) -> float:
@@ -168,14 +165,16 @@ class Upscaler:
         return indices
 
     def _run_tile(
-        self, lr: np.ndarray, work: TileWork, temperature: float, noise: CodeNoise | None
+        self, lr: np.ndarray, tile: Tile, temperature: float, noise: CodeNoise | None
     ) -> np.ndarray:
-        ctx = work.tile.context
+        ctx = tile.context
         patch = np.ascontiguousarray(lr[ctx.y0 : ctx.y1, ctx.x0 : ctx.x1].transpose(2, 0, 1)[None])
         xc = self._coarse(patch)
-        indices = self._draw_codes(xc, work.index_box, temperature, noise)
+        stride = int(self.manifest.lar.get("index_stride", 2))  # index map cells per LR pixel
+        index_box = Box(stride * ctx.y0, stride * ctx.y1, stride * ctx.x0, stride * ctx.x1)
+        indices = self._draw_codes(xc, index_box, temperature, noise)
         sr = self.sessions["decoder"].run(None, {"indices": indices, "xc": xc})[0]
-        own = work.tile.own.relative_to(ctx)
+        own = tile.own.relative_to(ctx)
         s = self.scale
         return sr[0, :, own.y0 * s : own.y1 * s, own.x0 * s : own.x1 * s].transpose(1, 2, 0)
 
@@ -228,9 +227,7 @@ class Upscaler:
         out = np.empty((h * s, w * s, 3), dtype=out_dtype)
         noise = CodeNoise(seed) if temperature > 0 else None
         for i, tile_ in enumerate(tiles):
-            c = tile_.context
-            work = TileWork(tile_, Box(2 * c.y0, 2 * c.y1, 2 * c.x0, 2 * c.x1))
-            sr = self._run_tile(lr, work, temperature, noise)
+            sr = self._run_tile(lr, tile_, temperature, noise)
             own = tile_.own
             y0, x0 = own.y0 * s, own.x0 * s
             y1, x1 = min(own.y1 * s, h * s), min(own.x1 * s, w * s)
@@ -255,10 +252,8 @@ class Upscaler:
         """
         rgb, alpha = _as_float_rgba(image)
         h, w = rgb.shape[:2]
-        if not (1.0 <= scale <= self.scale):
-            raise LarsrError(f"scale must be between 1 and {self.scale}, got {scale:g}")
+        size = self.output_size(w, h, scale)
         out = self.upscale_array(rgb, seed=seed, temperature=temperature, tile=tile, out_dtype=np.float32)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
         if alpha is not None:
             alpha = resize_float(alpha, (out.shape[1], out.shape[0]))
         if size != (out.shape[1], out.shape[0]):
