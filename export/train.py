@@ -184,7 +184,7 @@ def train(args: argparse.Namespace) -> None:
     parts = trained_parts(args.stage, args.joint_coarse)
     params = stage_parameters(model, parts)
     optimiser = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    state_path = run / f"{args.stage}_state.pt"
+    state_path = run / state_name(args.stage, args.round)
     step = 0
     if state_path.exists() and not args.restart:
         state = torch.load(state_path, map_location=device, weights_only=False)
@@ -200,7 +200,8 @@ def train(args: argparse.Namespace) -> None:
     last_save = time.time()
     total_steps = args.steps
     stream = batches(data, args.batch, device)
-    log(run, {"stage": args.stage, "event": "start", "step": step, "config": model.cfg.name})
+    start = {"event": "start", "round": args.round, "step": step, "config": model.cfg.name}
+    log(run, {"stage": args.stage, **start})
     while time.time() < deadline and step < total_steps:
         lr_batch, hr_batch = next(stream)
         # The schedule ends at --steps or at the wall-clock budget, whichever comes first, so a
@@ -218,21 +219,30 @@ def train(args: argparse.Namespace) -> None:
         if step % args.log_every == 0:
             log(run, {"stage": args.stage, "step": step, "loss": round(loss.item(), 5), **stats})
         if time.time() - last_save > args.save_minutes * 60:
-            checkpoint(run, model, extra, optimiser, step, args.stage)
+            checkpoint(run, model, extra, optimiser, step, state_path)
             log(run, {"stage": args.stage, "step": step, **validate(model, args.stage, val, device)})
             stage_parameters(model, parts)
             last_save = time.time()
     metrics = validate(model, args.stage, val, device)
-    extra.setdefault("stages", {})[args.stage] = {"steps": step, **metrics}
-    checkpoint(run, model, extra, optimiser, step, args.stage)
+    key = args.stage if args.round == 1 else f"{args.stage}_r{args.round}"
+    extra.setdefault("stages", {})[key] = {"steps": step, **metrics}
+    checkpoint(run, model, extra, optimiser, step, state_path)
     log(run, {"stage": args.stage, "event": "done", "step": step, **metrics})
 
 
-def checkpoint(run: Path, model: LarsrModel, extra: dict, optimiser: Any, step: int, stage: str) -> None:
+def state_name(stage: str, round_: int) -> str:
+    """Each round keeps its own optimiser state, so an interrupted round-2 stage resumes round 2's
+    schedule instead of round 1's finished one."""
+    return f"{stage}_state.pt" if round_ == 1 else f"{stage}_r{round_}_state.pt"
+
+
+def checkpoint(
+    run: Path, model: LarsrModel, extra: dict, optimiser: Any, step: int, state_path: Path
+) -> None:
     save_checkpoint(run / "model.pt", model, extra)
-    tmp = run / f"{stage}_state.pt.tmp"
+    tmp = state_path.with_suffix(".tmp")
     torch.save({"optimiser": optimiser.state_dict(), "step": step}, tmp)
-    tmp.replace(run / f"{stage}_state.pt")
+    tmp.replace(state_path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,6 +263,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--val-side", type=int, default=192)
     p.add_argument("--restart", action="store_true", help="ignore saved optimiser state")
+    p.add_argument(
+        "--round",
+        type=int,
+        default=1,
+        help="2+: a new schedule from the weights so far, with its own resumable optimiser state",
+    )
     p.add_argument(
         "--joint-coarse",
         action=argparse.BooleanOptionalAction,

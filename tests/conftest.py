@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny randomly initialised model exported once per test session.
+"""Shared fixtures: a tiny randomly initialised model exported once per test session, and a tiny
+fetched-looking photo folder.
 
 Tests of the runtime run on this model (real ONNX graphs, real onnxruntime), so they exercise the
 exact code path of the shipped model in seconds.
@@ -26,3 +27,11 @@ def tiny_torch_model():
     from export.model import LarsrModel
 
     return LarsrModel.from_name("tiny", seed=0).eval()
+
+
+@pytest.fixture()
+def photos_dir(tmp_path: Path) -> Path:
+    """A tiny fetched-looking folder: two train photos (one JPEG-sourced), one val, one dropped."""
+    from photos import write_photo_folder
+
+    return write_photo_folder(tmp_path)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photos import synthetic_photo
 from PIL import Image
 
 from export import data
@@ -127,41 +128,6 @@ def test_read_licence_dep5_last_match_wins(tmp_path: Path):
     assert data.read_licence(tmp_path / "missing", "x").startswith("unknown")
 
 
-def _photo(h: int, w: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = 127 + 100 * np.sin(xx / 5.0 + seed) * np.cos(yy / 9.0)
-    arr = base[..., None] + rng.normal(0, 10, (h, w, 3))
-    return np.clip(arr, 0, 255).astype(np.uint8)
-
-
-@pytest.fixture()
-def photos_dir(tmp_path: Path) -> Path:
-    """A tiny fetched-looking folder: two train photos (one JPEG-sourced), one val, one dropped."""
-    specs = [
-        ("mate-backgrounds__Aqua", 200, 240, True),
-        ("lxqt-themes__beam", 160, 150, False),
-        ("palapeli-data__european-honey-bee", 300, 260, True),
-        ("kphotoalbum__pool", 180, 180, True),
-    ]
-    entries = []
-    for i, (name, h, w, jpeg) in enumerate(specs):
-        Image.fromarray(_photo(h, w, i)).save(tmp_path / f"{name}.png")
-        entries.append(
-            {
-                "file": f"{name}.png",
-                "name": name,
-                "package": name.split("__")[0],
-                "width": w,
-                "height": h,
-                "sha256": f"{i:064x}",
-                "jpeg_source": jpeg,
-            }
-        )
-    (tmp_path / data.MANIFEST_NAME).write_text(json.dumps({"photos": entries}))
-    return tmp_path
-
-
 def test_load_photo_halves_jpeg_sources(photos_dir: Path):
     full = data.load_photo(photos_dir / "lxqt-themes__beam.png", jpeg_source=False)
     half = data.load_photo(photos_dir / "mate-backgrounds__Aqua.png", jpeg_source=True)
@@ -236,7 +202,7 @@ def test_fetch_reports_missing_package_and_photo(tmp_path: Path, monkeypatch: py
             raise data.FetchError("gone: apt-get download failed: E: Unable to locate package gone")
         unpacked = root / "unpacked" / package / "usr/share/good"
         unpacked.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(_photo(12, 10, 0)).save(unpacked / "a.png")
+        Image.fromarray(synthetic_photo(12, 10, 0)).save(unpacked / "a.png")
         return "1.0"
 
     monkeypatch.setattr(data, "_fetch_package", fake_fetch_package)

@@ -1,0 +1,92 @@
+"""Training runs a user can stop and start: resume, a second round, and the wall-clock budget.
+
+The shipped weights were made in several sittings of at most ~90 minutes; these tests run the real
+training loop on the tiny config and a synthetic photo folder for a few steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from export import train
+from export.model import load_checkpoint
+
+
+def run_coarse(photos_dir: Path, run: Path, *extra: str) -> None:
+    train.main(
+        [
+            "--stage", "coarse", "--config", "tiny", "--data", str(photos_dir), "--run", str(run),
+            "--batch", "2", "--hr-size", "32", "--val-side", "64", "--log-every", "1",
+            "--threads", "1", "--cpu", *extra,
+        ]
+    )  # fmt: skip
+
+
+def events(run: Path, kind: str) -> list[dict]:
+    lines = (run / "log.jsonl").read_text().splitlines()
+    return [rec for rec in map(json.loads, lines) if rec.get("event") == kind]
+
+
+def saved_step(path: Path) -> int:
+    return torch.load(path, weights_only=False)["step"]
+
+
+def coarse_weights(run: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(run / "model.pt")
+    return {k: v.clone() for k, v in model.coarse.state_dict().items()}
+
+
+def test_interrupted_stage_resumes_at_its_saved_step(photos_dir: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    run_coarse(photos_dir, run, "--steps", "3")
+    assert saved_step(run / "coarse_state.pt") == 3
+    run_coarse(photos_dir, run, "--steps", "5")
+    assert [e["step"] for e in events(run, "start")] == [0, 3]
+    assert [e["step"] for e in events(run, "done")] == [3, 5]
+    assert saved_step(run / "coarse_state.pt") == 5
+
+
+def test_second_round_has_its_own_schedule_and_state(photos_dir: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    run_coarse(photos_dir, run, "--steps", "3")
+    after_round_one = coarse_weights(run)
+    run_coarse(photos_dir, run, "--steps", "2", "--round", "2")
+    starts = events(run, "start")
+    assert [(e["round"], e["step"]) for e in starts] == [(1, 0), (2, 0)]
+    assert saved_step(run / "coarse_state.pt") == 3  # round one's state is left alone
+    assert saved_step(run / "coarse_r2_state.pt") == 2
+    _, extra = load_checkpoint(run / "model.pt")
+    assert set(extra["stages"]) == {"coarse", "coarse_r2"}
+    # Round two starts from round one's weights and trains them further.
+    changed = [k for k, v in coarse_weights(run).items() if not torch.equal(v, after_round_one[k])]
+    assert changed
+
+
+def test_wall_clock_budget_ends_the_run_with_a_checkpoint(photos_dir: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    run_coarse(photos_dir, run, "--steps", "1000000", "--minutes", "0.01")
+    done = events(run, "done")
+    assert len(done) == 1 and 0 < done[0]["step"] < 1_000_000
+    assert "val_psnr_gain_db" in done[0]
+    assert saved_step(run / "coarse_state.pt") == done[0]["step"]
+
+
+@pytest.mark.parametrize("stage", ["vqvae", "lar"])
+def test_later_stages_train_on_top_of_the_coarse_net(photos_dir: Path, tmp_path: Path, stage: str):
+    run = tmp_path / "run"
+    run_coarse(photos_dir, run, "--steps", "1")
+    coarse_before = coarse_weights(run)
+    train.main(
+        [
+            "--stage", stage, "--config", "tiny", "--data", str(photos_dir), "--run", str(run),
+            "--batch", "2", "--hr-size", "32", "--val-side", "64", "--steps", "2", "--lpips", "0",
+            "--threads", "1", "--cpu", "--no-joint-coarse",
+        ]
+    )  # fmt: skip
+    assert saved_step(run / f"{stage}_state.pt") == 2
+    # Without --joint-coarse the coarse net is frozen in the later stages.
+    assert all(torch.equal(v, coarse_before[k]) for k, v in coarse_weights(run).items())
