@@ -15,11 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import ImageError, LarsrError
-from .imageio import AlphaFlattenedWarning, LoadedImage, encode_image, load_image, resize_float, save_image
+from .imageio import AlphaFlattenedWarning, LoadedImage, encode_image, load_image, save_image
 from .jobs import STDIO, Job
 from .pipeline import Upscaler
 
@@ -101,13 +100,6 @@ def output_dtype(image: LoadedImage) -> type:
     return np.uint16 if image.bit_depth >= 16 else np.uint8
 
 
-def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Area filter for --scale below the native factor, in the pixels' own dtype."""
-    if pixels.dtype == np.float32:
-        return resize_float(pixels, size)
-    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-
-
 def render(
     upscaler: Upscaler,
     image: LoadedImage,
@@ -115,24 +107,17 @@ def render(
     settings: RenderSettings,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Upscale colour (by the model) and alpha (bicubic), then resample to the requested scale."""
-    h, w = image.rgb.shape[:2]
-    size = upscaler.output_size(w, h, settings.scale)
-    rgb = upscaler.upscale_array(
+    """The image's pixels at the requested scale, colour in the output file's dtype."""
+    return upscaler.upscale_with_alpha(
         image.rgb,
+        image.alpha,
         seed=seed,
         temperature=settings.temperature,
+        scale=settings.scale,
         tile=settings.tile,
         out_dtype=output_dtype(image),
         progress=progress,
     )
-    alpha = None
-    if image.alpha is not None:
-        alpha = np.clip(resize_float(image.alpha, (rgb.shape[1], rgb.shape[0])), 0.0, 1.0)
-    if size != (rgb.shape[1], rgb.shape[0]):
-        rgb = resize_pixels(rgb, size)
-        alpha = None if alpha is None else np.clip(resize_float(alpha, size), 0.0, 1.0)
-    return rgb, alpha
 
 
 def run_job(

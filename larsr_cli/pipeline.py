@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -251,18 +252,50 @@ class Upscaler:
         HxW or HxWx3/4. Files with ICC/EXIF/16-bit needs go through ``imageio`` instead.
         """
         rgb, alpha = _as_float_rgba(image)
-        h, w = rgb.shape[:2]
-        size = self.output_size(w, h, scale)
-        out = self.upscale_array(rgb, seed=seed, temperature=temperature, tile=tile, out_dtype=np.float32)
-        if alpha is not None:
-            alpha = resize_float(alpha, (out.shape[1], out.shape[0]))
-        if size != (out.shape[1], out.shape[0]):
-            out = resize_float(out, size)
-            alpha = None if alpha is None else resize_float(alpha, size)
-        pixels = quantise(out, np.uint8)
+        pixels, alpha = self.upscale_with_alpha(
+            rgb, alpha, seed=seed, temperature=temperature, scale=scale, tile=tile, out_dtype=np.uint8
+        )
         if alpha is None:
             return Image.fromarray(pixels, "RGB")
         return Image.fromarray(np.dstack([pixels, quantise(alpha, np.uint8)]), "RGBA")
+
+    def upscale_with_alpha(
+        self,
+        rgb: np.ndarray,
+        alpha: np.ndarray | None,
+        *,
+        seed: int = 0,
+        temperature: float | None = None,
+        scale: float = 4.0,
+        tile: int | str = "auto",
+        out_dtype: type = np.float32,
+        progress: ProgressFn | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Colour through the model, alpha by bicubic (the networks have no alpha channel), both
+        resampled to ``scale``; the one place where the CLI and the Python API finish an image.
+
+        Colour comes back in ``out_dtype`` (integer buffers keep a 16K result small), alpha as
+        float [0, 1].
+        """
+        h, w = rgb.shape[:2]
+        size = self.output_size(w, h, scale)
+        out = self.upscale_array(
+            rgb, seed=seed, temperature=temperature, tile=tile, out_dtype=out_dtype, progress=progress
+        )
+        native = (out.shape[1], out.shape[0])
+        if alpha is not None:
+            alpha = resize_float(alpha, native)
+        if size != native:
+            out = resize_pixels(out, size)
+            alpha = None if alpha is None else resize_float(alpha, size)
+        return out, alpha
+
+
+def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area filter for --scale below the native factor, in the pixels' own dtype."""
+    if pixels.dtype == np.float32:
+        return resize_float(pixels, size)
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
 
 
 def _as_float_rgba(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
