@@ -4,7 +4,8 @@
 
 Runs the ONNX graphs through the real runtime (``larsr_cli.pipeline.Upscaler``), so the numbers
 describe what users get. For each validation photo (centre crop): bicubic, the coarse SR alone,
-T = 0, and a sweep of temperatures over seeds 0..2. The default temperature is the one with the best
+T = 0, and a sweep of temperatures over seeds 0..2, every output rounded to 8 bit as in the files
+users get. The default temperature is the one with the best
 LPIPS that stays faithful to the input (LR-consistency >= 40 dB, PSNR-Y >= bicubic - 0.5 dB);
 ``--write`` stores it and the metrics in the manifest (the sha256 of the graphs do not change).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import on_8bit_grid
 from benchmarks.quality import Scorer, bicubic_up, larsr_coarse, larsr_full, load_images
 from larsr_cli.manifest import load_manifest, write_manifest
 from larsr_cli.pipeline import Upscaler
@@ -42,11 +44,14 @@ def evaluate(model: Path, data: Path, max_side: int, temperatures: tuple[float, 
     diversity: dict[str, list[float]] = {}
     images = load_images(str(data), max_side, 0)
     for name, hr, lr in images:
-        per_method.setdefault("bicubic", []).append(scorer.score(bicubic_up(lr), hr, lr))
-        per_method.setdefault("coarse", []).append(scorer.score(larsr_coarse(upscaler, lr), hr, lr))
+        # Outputs are rounded to 8 bit like the files users get (and as benchmarks.quality does).
+        bicubic = on_8bit_grid(bicubic_up(lr))
+        per_method.setdefault("bicubic", []).append(scorer.score(bicubic, hr, lr))
+        coarse = on_8bit_grid(larsr_coarse(upscaler, lr))
+        per_method.setdefault("coarse", []).append(scorer.score(coarse, hr, lr))
         for t in temperatures:
             seeds = (0,) if t == 0 else SEEDS
-            outs = [np.clip(larsr_full(upscaler, lr, s, t, "0"), 0, 1) for s in seeds]
+            outs = [on_8bit_grid(larsr_full(upscaler, lr, s, t, "0")) for s in seeds]
             key = f"T={t:g}"
             per_method.setdefault(key, []).extend(scorer.score(o, hr, lr) for o in outs)
             if len(outs) > 1:
