@@ -28,6 +28,14 @@ SEEDS = (0, 1, 2)
 TEMPERATURES = (0.0, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 0.85, 1.0)
 MIN_LR_CONSISTENCY_DB = 40.0
 MAX_PSNR_LOSS_DB = 0.5
+MIN_COARSE_GAIN_DB = 1.0
+MAX_LPIPS_RATIO = 0.8
+RULE = "default T = best LPIPS with LR-consistency >= 40 dB and PSNR-Y >= bicubic - 0.5 dB"
+SCORING = (
+    "HR: 256 px centre crops; LR: export.degrade.bicubic_downscale x4 rounded to 8 bit; outputs rounded "
+    "to 8 bit; PSNR-Y/SSIM-Y on BT.601 luma with a 4 px border cut; LPIPS alex v0.1; LR-consistency: "
+    "output downscaled by the same bicubic vs the LR input"
+)
 
 
 def _mean(rows: list[dict[str, float | None]]) -> dict[str, float]:
@@ -82,6 +90,22 @@ def choose_temperature(summary: dict[str, dict[str, float]]) -> float:
     return min(eligible)[1]
 
 
+def check_bars(summary: dict[str, dict[str, float]], default_t: float) -> dict[str, dict]:
+    """The project's quality bars, measured and judged, so the manifest says which hold."""
+    bicubic, coarse = summary["bicubic"], summary["coarse"]
+    chosen = summary[f"T={default_t:g}"]
+    measured = {
+        "coarse_psnr_gain_db": (coarse["psnr_y"] - bicubic["psnr_y"], ">=", MIN_COARSE_GAIN_DB),
+        "default_lpips_ratio": (chosen["lpips"] / bicubic["lpips"], "<=", MAX_LPIPS_RATIO),
+        "default_psnr_gain_db": (chosen["psnr_y"] - bicubic["psnr_y"], ">=", -MAX_PSNR_LOSS_DB),
+        "default_lr_consistency_db": (chosen["lr_db"], ">=", MIN_LR_CONSISTENCY_DB),
+    }
+    return {
+        name: {"value": value, "bar": f"{op} {bar:g}", "holds": value >= bar if op == ">=" else value <= bar}
+        for name, (value, op, bar) in measured.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, required=True)
@@ -104,6 +128,9 @@ def main(argv: list[str] | None = None) -> None:
             "validation_photos": results["photos"],
             "crop_max_side_hr": results["max_side"],
             "seeds": list(SEEDS),
+            "scoring": SCORING,
+            "rule": RULE,
+            "bars": check_bars(results["methods"], chosen),
             "methods": results["methods"],
         }
         write_manifest(args.model, replace(manifest, default_temperature=chosen, metrics=metrics))

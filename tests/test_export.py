@@ -168,3 +168,36 @@ def test_default_temperature_is_best_lpips_among_faithful_ones():
     assert choose_temperature(methods) == 0.3
     inconsistent = {k: {**v, "lr_db": 30.0 + i} for i, (k, v) in enumerate(methods.items())}
     assert choose_temperature(inconsistent) == 1.0  # none eligible: the most consistent one
+
+
+def test_bars_are_judged_against_bicubic():
+    from export.evaluate import check_bars
+
+    methods = {
+        "bicubic": {"psnr_y": 30.0, "lpips": 0.5, "lr_db": 45.0},
+        "coarse": {"psnr_y": 30.9, "lpips": 0.45, "lr_db": 50.0},
+        "T=0.3": {"psnr_y": 29.6, "lpips": 0.35, "lr_db": 46.0},
+    }
+    bars = check_bars(methods, 0.3)
+    assert bars["coarse_psnr_gain_db"]["holds"] is False  # +0.9 dB is short of +1.0
+    assert bars["default_lpips_ratio"]["holds"] is True  # 0.7x
+    assert bars["default_psnr_gain_db"]["holds"] is True  # -0.4 dB
+    assert bars["default_lr_consistency_db"]["holds"] is True
+    methods["T=0.3"]["lpips"] = 0.45  # 0.9x bicubic
+    assert check_bars(methods, 0.3)["default_lpips_ratio"]["holds"] is False
+
+
+def test_shipped_model_records_that_its_quality_bars_hold():
+    """The embedded default model's manifest carries its validation verdict; a worse export fails here."""
+    from larsr_cli.registry import resolve_model
+
+    manifest = load_manifest(resolve_model("larsr-x4"))
+    bars = manifest.metrics["bars"]
+    assert set(bars) == {
+        "coarse_psnr_gain_db",
+        "default_lpips_ratio",
+        "default_psnr_gain_db",
+        "default_lr_consistency_db",
+    }
+    assert all(bar["holds"] for bar in bars.values()), bars
+    assert f"T={manifest.default_temperature:g}" in manifest.metrics["methods"]
