@@ -65,7 +65,7 @@ CONFIGS: dict[str, LarsrConfig] = {
         lar_heads=2,
         cond_features=8,
     ),
-    # The shipped CPU model: each stage trains on 2 AVX2 cores (no bf16 units) in under 30 minutes.
+    # The shipped CPU model: every training run fits in under an hour on 2 AVX2 cores (no bf16 units).
     "small": LarsrConfig(name="small"),
     # The paper's scale (RRDB 64x23, 1024 codes of dim 64); needs a GPU to train.
     "paper": LarsrConfig(
