@@ -159,7 +159,7 @@ def upscale(
 
     folder = resolve_model(model, progress=show)
     upscaler = Upscaler(folder, device=device, threads=threads)
-    upscaler.output_size(1, 1, scale)  # check --scale once, not as one failure per image of the batch
+    upscaler.check_scale(scale)  # once, not as one failure per image of the batch
     temperature_used = upscaler.default_temperature if temperature is None else temperature
     settings = RenderSettings(
         temperature=temperature_used,

@@ -239,6 +239,15 @@ def _decode(im: Image.Image, raw: Path | bytes, label: str) -> LoadedImage:
     return _with_meta(loaded, icc, exif, dpi, im.format)
 
 
+def pil_arrays(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Colour and alpha of an in-memory PIL image, upright and converted exactly as a file of the
+    same mode would be (16-bit, CMYK with its ICC profile, palette transparency)."""
+    im = im.copy()
+    _exif_transpose(im)
+    rgb, alpha, *_ = _split_pil(im, im.info.get("icc_profile") or None, "image")
+    return rgb, alpha
+
+
 def _exif_transpose(im: Image.Image) -> None:
     """Rotate upright in place; malformed EXIF must not make an otherwise fine photo unreadable."""
     try:
@@ -717,10 +726,13 @@ def _metadata(like: LoadedImage | None, pixels: np.ndarray, target: _Target, str
     return _Meta(icc, exif, dpi)
 
 
-def _quantise(pixels: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
-    """Float [0, 1] to rounded integers; NaN becomes 0 rather than garbage."""
+def quantise(pixels: np.ndarray, dtype: type) -> np.ndarray:
+    """Float [0, 1] to rounded integers (NaN becomes 0 rather than garbage); float dtypes are
+    clipped to [0, 1]. The one rounding rule for tiles, alpha and files."""
     if pixels.dtype == dtype:
         return pixels
+    if not np.issubdtype(dtype, np.integer):
+        return np.clip(pixels, 0.0, 1.0).astype(dtype)
     maxval = float(np.iinfo(dtype).max)
     out = pixels * np.float32(maxval)
     out += np.float32(0.5)
@@ -741,7 +753,7 @@ def _encode_into(
         fp.write(_encode_tiff(_tiff_samples(pixels, target.depth), meta))
         return
     if target.depth == 16 and pixels.ndim == 3:
-        fp.write(_encode_png16(_quantise(_gray_alpha_to_rgba(pixels), np.uint16), meta))
+        fp.write(_encode_png16(quantise(_gray_alpha_to_rgba(pixels), np.uint16), meta))
         return
     image = _to_pil(pixels, target)
     image.save(fp, format=target.fmt, **_pillow_params(target.fmt, meta, quality))
@@ -759,16 +771,16 @@ def _tiff_samples(pixels: np.ndarray, depth: int) -> np.ndarray:
     if depth == 32:
         return np.ascontiguousarray(pixels, dtype=np.float32)
     if depth == 16:
-        return _quantise(_gray_alpha_to_rgba(pixels), np.uint16)
-    return _quantise(pixels, np.uint8)
+        return quantise(_gray_alpha_to_rgba(pixels), np.uint16)
+    return quantise(pixels, np.uint8)
 
 
 def _to_pil(pixels: np.ndarray, target: _Target) -> Image.Image:
     if target.depth == 32:
         return Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32))  # mode F
     if target.depth == 16:
-        return Image.fromarray(_quantise(pixels, np.uint16))  # 2-D only here: mode I;16
-    return Image.fromarray(_quantise(pixels, np.uint8))  # L, LA, RGB or RGBA by shape
+        return Image.fromarray(quantise(pixels, np.uint16))  # 2-D only here: mode I;16
+    return Image.fromarray(quantise(pixels, np.uint8))  # L, LA, RGB or RGBA by shape
 
 
 def _pillow_params(fmt: str, meta: _Meta, quality: int | None) -> dict[str, object]:

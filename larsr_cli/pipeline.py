@@ -14,10 +14,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import LarsrError
-from .imageio import resize_float
+from .imageio import pil_arrays, quantise, resize_float
 from .manifest import Manifest, load_manifest
 from .sampler import CodeNoise, sample_codes
 from .sessions import DeviceChoice, open_session, parse_device
@@ -79,10 +79,13 @@ class Upscaler:
     def scale(self) -> int:
         return self.manifest.scale
 
-    def output_size(self, width: int, height: int, scale: float) -> tuple[int, int]:
-        """Output size for ``--scale``; the one place that says which scales are allowed."""
+    def check_scale(self, scale: float) -> None:
+        """The one place that says which ``--scale`` values are allowed."""
         if not (1.0 <= scale <= self.scale):
             raise LarsrError(f"--scale must be between 1 and {self.scale}, got {scale:g}")
+
+    def output_size(self, width: int, height: int, scale: float) -> tuple[int, int]:
+        self.check_scale(scale)
         return max(1, round(width * scale)), max(1, round(height * scale))
 
     @property
@@ -300,14 +303,10 @@ def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _as_float_rgba(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(image, Image.Image):
-        image = ImageOps.exif_transpose(image)
-        has_alpha = "A" in image.getbands() or "transparency" in image.info
-        image = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+        return pil_arrays(image)
     arr = np.asarray(image)
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.0
-    elif arr.dtype == np.uint16:
-        arr = arr.astype(np.float32) / 65535.0
+    if arr.dtype in (np.uint8, np.uint16):
+        arr = arr.astype(np.float32) * np.float32(1.0 / np.iinfo(arr.dtype).max)  # as files decode
     else:
         arr = arr.astype(np.float32)
     if arr.ndim == 2:
@@ -317,13 +316,3 @@ def _as_float_rgba(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndar
     colour = arr[..., :3] if arr.shape[2] >= 3 else np.repeat(arr[..., :1], 3, axis=2)
     alpha = arr[..., -1] if arr.shape[2] in (2, 4) else None
     return np.ascontiguousarray(colour), alpha
-
-
-def quantise(img: np.ndarray, dtype: type) -> np.ndarray:
-    """Float [0,1] -> the output dtype, rounding to nearest (not truncating)."""
-    img = np.clip(img, 0.0, 1.0)
-    if dtype == np.uint8:
-        return (img * 255.0 + 0.5).astype(np.uint8)
-    if dtype == np.uint16:
-        return (img * 65535.0 + 0.5).astype(np.uint16)
-    return img.astype(dtype)

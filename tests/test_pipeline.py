@@ -67,6 +67,33 @@ def test_default_temperature_comes_from_the_manifest(upscaler: Upscaler, lr: np.
     assert not np.array_equal(implicit, argmax)
 
 
+def test_pil_api_keeps_alpha_and_matches_the_array_path(upscaler: Upscaler, lr: np.ndarray) -> None:
+    from PIL import Image
+
+    rgb8 = (lr * 255 + 0.5).astype(np.uint8)
+    alpha = np.tile(np.linspace(0, 255, W, dtype=np.uint8), (H, 1))
+    rgba = np.dstack([rgb8, alpha])
+    out = upscaler.upscale(Image.fromarray(rgba), seed=2)
+    assert out.mode == "RGBA" and out.size == (4 * W, 4 * H)
+    arr = np.asarray(out)
+    assert np.array_equal(arr, np.asarray(upscaler.upscale(rgba, seed=2)))  # PIL or array: one picture
+    # Alpha is a smooth left-to-right ramp: upscaled, it still rises across the image.
+    assert arr[0, 0, 3] < 10 and arr[0, -1, 3] > 245
+    half = upscaler.upscale(Image.fromarray(rgb8), seed=2, scale=2)
+    assert half.mode == "RGB" and half.size == (2 * W, 2 * H)
+
+
+def test_pil_api_reads_16_bit_gray_at_full_range(upscaler: Upscaler) -> None:
+    """A mode I;16 picture in memory is decoded like a 16-bit PNG, not clipped to 8-bit white."""
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 65535, W).astype(np.uint16), (H, 1))
+    out = np.asarray(upscaler.upscale(Image.fromarray(ramp), temperature=0))
+    thirds = [out[:, i * 4 * W // 3 : (i + 1) * 4 * W // 3].mean() for i in range(3)]
+    # Dark, middle grey, bright: the range survived (PIL's own I;16 -> RGB clips all but 0 to 255).
+    assert thirds[0] < 90 and 90 < thirds[1] < 165 and thirds[2] > 165
+
+
 def test_from_pretrained_with_a_folder(tiny_model_dir, lr: np.ndarray, upscaler: Upscaler) -> None:
     other = Upscaler.from_pretrained(str(tiny_model_dir), device="cpu")
     assert other.scale == 4 and other.manifest.name == "tiny"
