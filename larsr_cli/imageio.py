@@ -729,10 +729,10 @@ def _metadata(like: LoadedImage | None, pixels: np.ndarray, target: _Target, str
 def quantise(pixels: np.ndarray, dtype: type) -> np.ndarray:
     """Float [0, 1] to rounded integers (NaN becomes 0 rather than garbage); float dtypes are
     clipped to [0, 1]. The one rounding rule for tiles, alpha and files."""
+    if not np.issubdtype(dtype, np.integer):
+        return np.clip(pixels, 0.0, 1.0).astype(dtype, copy=False)
     if pixels.dtype == dtype:
         return pixels
-    if not np.issubdtype(dtype, np.integer):
-        return np.clip(pixels, 0.0, 1.0).astype(dtype)
     maxval = float(np.iinfo(dtype).max)
     out = pixels * np.float32(maxval)
     out += np.float32(0.5)
