@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from export.degrade import to_uint8
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 DEFAULT_RESULTS = BENCH_DIR / "results"
@@ -161,16 +163,6 @@ def check_photos(photos: str | Path) -> Path:
 # Images
 
 
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Float [0,1] -> uint8 by rounding: what any saved output file holds."""
-    return np.clip(np.rint(np.asarray(img, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
-
-
-def on_8bit_grid(img: np.ndarray) -> np.ndarray:
-    """Round a float output to 8 bit and back, so every method is scored as the file it would write."""
-    return to_uint8(img).astype(np.float32) / 255.0
-
-
 def save_png(img: np.ndarray, path: Path) -> None:
     arr = img if img.dtype == np.uint8 else to_uint8(img)
     Image.fromarray(arr).save(path, format="PNG", compress_level=1)
@@ -258,7 +250,7 @@ def run_peer(
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
-    report = _last_json_line(proc.stdout)
+    report = last_json_line(proc.stdout)
     if proc.returncode != 0 or report is None:
         tail = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
         raise BenchError(f"{peer.label} runner failed (exit {proc.returncode}): {tail}")
@@ -266,7 +258,7 @@ def run_peer(
     return report
 
 
-def _last_json_line(stdout: str) -> dict[str, Any] | None:
+def last_json_line(stdout: str) -> dict[str, Any] | None:
     """The runner's report is its last stdout line; native libraries may print before it."""
     for line in reversed(stdout.strip().splitlines()):
         if line.startswith("{"):
@@ -283,10 +275,7 @@ def _last_json_line(stdout: str) -> dict[str, Any] | None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomic write: a crashed run never leaves half a results file for report.py to choke on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:

@@ -39,7 +39,6 @@ from benchmarks.common import (
     log,
     machine_info,
     model_info,
-    on_8bit_grid,
     open_upscaler,
     run_main,
     run_peer,
@@ -48,6 +47,7 @@ from benchmarks.common import (
     write_json,
     write_text,
 )
+from export.degrade import bicubic_upscale, quantize_8bit, to_uint8
 
 BORDER = 4
 SCALE = 4
@@ -106,21 +106,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 # Methods
 
 
-def bicubic_up(lr: np.ndarray, scale: int = SCALE) -> np.ndarray:
-    """PIL bicubic per channel in float (mode F): the baseline without any 8-bit step in between."""
-    h, w = lr.shape[:2]
-    planes = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(lr[:, :, c], dtype=np.float32), mode="F").resize(
-                (w * scale, h * scale), resample=Image.Resampling.BICUBIC
-            ),
-            dtype=np.float32,
-        )
-        for c in range(3)
-    ]
-    return np.clip(np.stack(planes, axis=2), 0.0, 1.0)
-
-
 def larsr_coarse(upscaler: Any, lr: np.ndarray) -> np.ndarray:
     """Only the ``coarse`` graph, on the whole (padded) image: the regression baseline inside larsr."""
     h, w = lr.shape[:2]
@@ -131,14 +116,14 @@ def larsr_coarse(upscaler: Any, lr: np.ndarray) -> np.ndarray:
 
 
 def larsr_full(upscaler: Any, lr: np.ndarray, seed: int, temperature: float, tile: str) -> np.ndarray:
-    tile_arg: int | str = tile if tile == "auto" else int(tile)
-    return upscaler.upscale_array(lr, seed=seed, temperature=temperature, tile=tile_arg, out_dtype=np.float32)
+    return upscaler.upscale_array(lr, seed=seed, temperature=temperature, tile=tile, out_dtype=np.float32)
 
 
 def timed(fn: Any, *args: Any) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     out = fn(*args)
-    return on_8bit_grid(out), time.perf_counter() - start
+    elapsed = time.perf_counter() - start  # rounding to 8 bit is scoring, not the method's time
+    return quantize_8bit(out), elapsed
 
 
 def run_larsr(
@@ -160,7 +145,7 @@ def run_larsr(
 def run_bicubic(images: list[tuple[str, np.ndarray]]) -> Method:
     method = Method("bicubic", "bicubic (PIL)", info={"implementation": BICUBIC_NOTE})
     for name, lr in images:
-        method.add(name, *timed(bicubic_up, lr))
+        method.add(name, *timed(bicubic_upscale, lr, SCALE))
     return method
 
 
@@ -331,11 +316,12 @@ def crops_picture(
         y = head + r * (side + gap)
         for c, (_, key, idx) in enumerate(cols):
             img = hr if not key else by_key[key].outputs[name][idx]
-            cell = Image.fromarray(np.rint(_centre_crop(img, side // zoom) * 255).astype(np.uint8))
+            cell = Image.fromarray(to_uint8(_centre_crop(img, side // zoom)))
             canvas.paste(cell.resize((side, side), Image.Resampling.NEAREST), (c * (side + gap), y))
-        tw = draw.textlength(name.split("__")[-1], font=font)
+        short = name.split("__")[-1]
+        tw = draw.textlength(short, font=font)
         draw.rectangle((0, y + side - 18, tw + 8, y + side), fill="black")
-        draw.text((4, y + side - 17), name.split("__")[-1], fill="white", font=font)
+        draw.text((4, y + side - 17), short, fill="white", font=font)
     return canvas
 
 

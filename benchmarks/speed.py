@@ -14,7 +14,6 @@ of a whole ``larsr upscale`` process per input size (default 256, 1024 and 2048 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from benchmarks.common import (
     Peer,
     command_line,
     installed_peers,
+    last_json_line,
     log,
     machine_info,
     model_info,
@@ -48,6 +48,7 @@ from benchmarks.common import (
     write_json,
     write_text,
 )
+from export.degrade import to_uint8
 
 SCALE = 4
 STAGES = ("coarse", "condition", "lar_step", "sampling", "decoder", "other")
@@ -126,12 +127,11 @@ def instrumented(upscaler: Any) -> Iterator[tuple[dict[str, float], dict[str, in
 def time_larsr(upscaler: Any, lr: np.ndarray, temperature: float, tile: str, repeats: int) -> dict[str, Any]:
     """Whole-image seconds per repeat and the stage split of the fastest repeat."""
     rgb = lr.astype(np.float32) / 255.0
-    tile_arg: int | str = tile if tile == "auto" else int(tile)
     runs = []
     for _ in range(repeats):
         with instrumented(upscaler) as (tally, counts):
             start = time.perf_counter()
-            upscaler.upscale_array(rgb, seed=0, temperature=temperature, tile=tile_arg, out_dtype=np.uint8)
+            upscaler.upscale_array(rgb, seed=0, temperature=temperature, tile=tile, out_dtype=np.uint8)
             total = time.perf_counter() - start
         stages = {k: float(tally.get(k, 0.0)) for k in STAGES if k != "other"}
         stages["other"] = max(0.0, total - sum(stages.values()))
@@ -141,7 +141,7 @@ def time_larsr(upscaler: Any, lr: np.ndarray, temperature: float, tile: str, rep
         "seconds": [round(r[0], 4) for r in runs],
         "stages_s": {k: round(v, 4) for k, v in best[1].items()},
         "session_runs": best[2],
-        "tiles": len(upscaler.plan(lr.shape[0], lr.shape[1], tile_arg)),
+        "tiles": len(upscaler.plan(lr.shape[0], lr.shape[1], tile)),
     }
 
 
@@ -218,7 +218,7 @@ def make_input(src: np.ndarray | None, size: int) -> np.ndarray:
         y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
         noise = np.random.default_rng(size).random((size, size, 3), dtype=np.float32)
         img = np.stack([x, y, 0.5 * (x + y)], axis=2) * 0.7 + 0.3 * noise
-        return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+        return to_uint8(img)
     h, w = src.shape[:2]
     if min(h, w) < size:
         factor = size / min(h, w)
@@ -247,7 +247,7 @@ def peak_rss_run(model: Path, img: np.ndarray, tmp: Path, threads: int | None, t
     larsr_args += ["--threads", str(threads)] if threads else []
     probe = [sys.executable, str(BENCH_DIR / "rss_probe.py"), sys.executable, "-m", "larsr_cli.cli"]
     proc = subprocess.run(probe + larsr_args, capture_output=True, text=True, cwd=REPO_DIR, check=False)
-    report = _last_json(proc.stdout)
+    report = last_json_line(proc.stdout)
     if proc.returncode != 0 or report is None or report["rc"] != 0 or not out.is_file():
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise BenchError(f"larsr upscale of a {size}x{size} input failed: {tail}")
@@ -264,11 +264,6 @@ def peak_rss_run(model: Path, img: np.ndarray, tmp: Path, threads: int | None, t
         "png_mib": round(png_bytes / 2**20, 2),
         "command": shown,
     }
-
-
-def _last_json(stdout: str) -> dict[str, Any] | None:
-    lines = [ln for ln in stdout.strip().splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else None
 
 
 # --------------------------------------------------------------------------------------------

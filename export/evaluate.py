@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import on_8bit_grid
-from benchmarks.quality import Scorer, bicubic_up, larsr_coarse, larsr_full, load_images
+from benchmarks.quality import Scorer, larsr_coarse, larsr_full, load_images
 from larsr_cli.manifest import load_manifest, write_manifest
 from larsr_cli.pipeline import Upscaler
+
+from .degrade import bicubic_upscale, quantize_8bit
 
 SEEDS = (0, 1, 2)
 TEMPERATURES = (0.0, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 0.85, 1.0)
@@ -53,13 +54,13 @@ def evaluate(model: Path, data: Path, max_side: int, temperatures: tuple[float, 
     images = load_images(str(data), max_side, 0)
     for name, hr, lr in images:
         # Outputs are rounded to 8 bit like the files users get (and as benchmarks.quality does).
-        bicubic = on_8bit_grid(bicubic_up(lr))
+        bicubic = quantize_8bit(bicubic_upscale(lr))
         per_method.setdefault("bicubic", []).append(scorer.score(bicubic, hr, lr))
-        coarse = on_8bit_grid(larsr_coarse(upscaler, lr))
+        coarse = quantize_8bit(larsr_coarse(upscaler, lr))
         per_method.setdefault("coarse", []).append(scorer.score(coarse, hr, lr))
         for t in temperatures:
             seeds = (0,) if t == 0 else SEEDS
-            outs = [on_8bit_grid(larsr_full(upscaler, lr, s, t, "0")) for s in seeds]
+            outs = [quantize_8bit(larsr_full(upscaler, lr, s, t, "0")) for s in seeds]
             key = f"T={t:g}"
             per_method.setdefault(key, []).extend(scorer.score(o, hr, lr) for o in outs)
             if len(outs) > 1:

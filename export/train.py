@@ -27,11 +27,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from benchmarks.quality import bicubic_up
-
 from .configs import get_config
 from .data import CropDataset, make_pair, val_images
-from .degrade import bicubic_downscale_torch
+from .degrade import bicubic_downscale_torch, bicubic_upscale
 from .metrics import psnr_y
 from .model import LarsrModel, load_checkpoint, save_checkpoint
 
@@ -162,7 +160,7 @@ def validate(model: LarsrModel, stage: str, val: list[tuple[str, np.ndarray]], d
             continue
         sr = out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
         coarse = xc.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-        bic = psnr_y(bicubic_up(lr_np), hr_np)  # the benchmarks' baseline, so the log and RESULTS agree
+        bic = psnr_y(bicubic_upscale(lr_np), hr_np)  # the benchmarks' baseline, so the log and RESULTS agree
         gains.append(psnr_y(sr, hr_np) - bic)
         coarse_gains.append(psnr_y(coarse, hr_np) - bic)
     if stage == "lar":
