@@ -34,4 +34,4 @@ def photos_dir(tmp_path: Path) -> Path:
     """A tiny fetched-looking folder: two train photos (one JPEG-sourced), one val, one dropped."""
     from photos import write_photo_folder
 
-    return write_photo_folder(tmp_path)
+    return write_photo_folder(tmp_path / "photos")

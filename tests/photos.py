@@ -22,6 +22,7 @@ def synthetic_photo(h: int, w: int, seed: int) -> np.ndarray:
 
 def write_photo_folder(folder: Path) -> Path:
     """Two train photos (one JPEG-sourced), one validation photo, one from a dropped package."""
+    folder.mkdir(parents=True, exist_ok=True)
     specs = [
         ("mate-backgrounds__Aqua", 200, 240, True),
         ("lxqt-themes__beam", 160, 150, False),

@@ -6,6 +6,7 @@ known and the tests exercise only the I/O layer. All files are generated in tmp_
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
@@ -64,7 +65,9 @@ def gradient16(w: int = W, h: int = H, channels: int = 0) -> np.ndarray:
     return vals.reshape((h, w, channels) if channels else (h, w))
 
 
+@functools.cache
 def srgb_icc() -> bytes:
+    """Made once: LittleCMS stamps profiles with the creation time, so two calls may differ."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 

@@ -16,14 +16,18 @@ from export import train
 from export.model import load_checkpoint
 
 
-def run_coarse(photos_dir: Path, run: Path, *extra: str) -> None:
+def run_stage(photos_dir: Path, run: Path, stage: str, *extra: str) -> None:
     train.main(
         [
-            "--stage", "coarse", "--config", "tiny", "--data", str(photos_dir), "--run", str(run),
+            "--stage", stage, "--config", "tiny", "--data", str(photos_dir), "--run", str(run),
             "--batch", "2", "--hr-size", "32", "--val-side", "64", "--log-every", "1",
             "--threads", "1", "--cpu", *extra,
         ]
     )  # fmt: skip
+
+
+def run_coarse(photos_dir: Path, run: Path, *extra: str) -> None:
+    run_stage(photos_dir, run, "coarse", *extra)
 
 
 def events(run: Path, kind: str) -> list[dict]:
@@ -80,13 +84,7 @@ def test_later_stages_train_on_top_of_the_coarse_net(photos_dir: Path, tmp_path:
     run = tmp_path / "run"
     run_coarse(photos_dir, run, "--steps", "1")
     coarse_before = coarse_weights(run)
-    train.main(
-        [
-            "--stage", stage, "--config", "tiny", "--data", str(photos_dir), "--run", str(run),
-            "--batch", "2", "--hr-size", "32", "--val-side", "64", "--steps", "2", "--lpips", "0",
-            "--threads", "1", "--cpu", "--no-joint-coarse",
-        ]
-    )  # fmt: skip
+    run_stage(photos_dir, run, stage, "--steps", "2", "--lpips", "0", "--no-joint-coarse")
     assert saved_step(run / f"{stage}_state.pt") == 2
     # Without --joint-coarse the coarse net is frozen in the later stages.
     assert all(torch.equal(v, coarse_before[k]) for k, v in coarse_weights(run).items())
