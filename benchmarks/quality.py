@@ -107,12 +107,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def larsr_coarse(upscaler: Any, lr: np.ndarray) -> np.ndarray:
-    """Only the ``coarse`` graph, on the whole (padded) image: the regression baseline inside larsr."""
-    h, w = lr.shape[:2]
-    padded = upscaler._pad(lr)
-    xc = upscaler._coarse(np.ascontiguousarray(padded.transpose(2, 0, 1)[None]))
-    s = upscaler.scale
-    return np.clip(xc[0, :, : h * s, : w * s].transpose(1, 2, 0), 0.0, 1.0)
+    """Only the ``coarse`` graph, on the whole image: the regression baseline inside larsr."""
+    return upscaler.coarse_array(lr)
 
 
 def larsr_full(upscaler: Any, lr: np.ndarray, seed: int, temperature: float, tile: str) -> np.ndarray:

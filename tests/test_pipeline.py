@@ -94,6 +94,16 @@ def test_pil_api_reads_16_bit_gray_at_full_range(upscaler: Upscaler) -> None:
     assert thirds[0] < 90 and 90 < thirds[1] < 165 and thirds[2] > 165
 
 
+def test_coarse_array_is_the_structure_under_the_texture(upscaler: Upscaler, lr: np.ndarray) -> None:
+    coarse = upscaler.coarse_array(lr)
+    assert coarse.shape == (4 * H, 4 * W, 3) and coarse.dtype == np.float32
+    assert coarse.min() >= 0.0 and coarse.max() <= 1.0
+    full = upscaler.upscale_array(lr, seed=0, temperature=0, out_dtype=np.float32)
+    assert not np.array_equal(coarse, full)  # texture is added on top
+    odd = upscaler.coarse_array(lr[:-1, :-1])  # padded inside, cropped back
+    assert odd.shape == (4 * (H - 1), 4 * (W - 1), 3)
+
+
 def test_from_pretrained_with_a_folder(tiny_model_dir, lr: np.ndarray, upscaler: Upscaler) -> None:
     other = Upscaler.from_pretrained(str(tiny_model_dir), device="cpu")
     assert other.scale == 4 and other.manifest.name == "tiny"
