@@ -35,28 +35,26 @@ def _time(fn: Any, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def measure(model_source: dict[str, str], size: int, repeats: int, threads: int) -> dict[str, Any]:
-    import onnxruntime as ort
-
+def measure(checkpoint: str | None, config: str, size: int, repeats: int, threads: int) -> dict[str, Any]:
     from export.configs import get_config
     from export.model import LarsrModel, load_checkpoint
     from export.to_onnx import export_graph, past_names
-    from larsr_cli.sessions import session_options
+    from larsr_cli.sessions import open_session, parse_device
 
-    if model_source.get("checkpoint"):
-        model, _ = load_checkpoint(Path(model_source["checkpoint"]))
+    if checkpoint:
+        model, _ = load_checkpoint(Path(checkpoint))
     else:
-        model = LarsrModel(get_config(model_source["config"]))
+        model = LarsrModel(get_config(config))
     cfg = model.cfg
     with tempfile.TemporaryDirectory() as tmp:
         paths = {g: export_graph(model.eval(), g, Path(tmp) / f"{g}.onnx") for g in ("lar_step", "lar_full")}
-        opts = session_options(threads)
-        step = ort.InferenceSession(str(paths["lar_step"]), opts, providers=["CPUExecutionProvider"])
-        full = ort.InferenceSession(str(paths["lar_full"]), opts, providers=["CPUExecutionProvider"])
+        cpu = parse_device("cpu")
+        step = open_session(paths["lar_step"], cpu, threads)
+        full = open_session(paths["lar_full"], cpu, threads)
         rng = np.random.default_rng(0)
         h2 = 2 * size
         hp = h2 // cfg.patch_size
-        heads, d, positions = cfg.lar_heads, cfg.lar_features // cfg.lar_heads, cfg.patch_size**2
+        positions = cfg.patch_size**2
         xc = rng.random((1, 3, 4 * size, 4 * size), dtype=np.float32)
         indices = rng.integers(0, cfg.codebook_size, (1, h2, h2), dtype=np.int64)
         feeds = {
@@ -65,9 +63,9 @@ def measure(model_source: dict[str, str], size: int, repeats: int, threads: int)
             "cond": rng.random((1, hp, hp, positions, cfg.lar_features), dtype=np.float32),
             "start": rng.random((1, hp, hp, cfg.lar_features), dtype=np.float32),
         }
-        for name in past_names(cfg.lar_layers):
-            shape = (hp * hp, heads, d, positions) if "_k_" in name else (hp * hp, heads, positions, d)
-            feeds[name] = rng.random(shape, dtype=np.float32)
+        cache = [a for pair in model.lar.empty_cache(1, hp, hp) for a in pair]  # the model's own layout
+        for name, empty in zip(past_names(cfg.lar_layers), cache, strict=True):
+            feeds[name] = rng.random(tuple(empty.shape), dtype=np.float32)
         cached = _time(lambda: step.run(None, feeds), repeats)
         recompute = _time(lambda: full.run(None, {"xc": xc, "indices": indices}), max(1, repeats // 2))
     return {
@@ -90,9 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
     args = p.parse_args(argv)
-    result = measure(
-        {"checkpoint": args.checkpoint, "config": args.config}, args.size, args.repeats, args.threads
-    )
+    result = measure(args.checkpoint, args.config, args.size, args.repeats, args.threads)
     result["machine"] = machine_info()
     result["command"] = command_line("benchmarks.lar_step", argv)
     write_json(args.out / "lar_step.json", result)
