@@ -83,6 +83,18 @@ class PhotoSource:
         return self.path.lower().endswith(JPEG_SUFFIXES)
 
 
+EXTRA_TSV = Path(__file__).with_name("extra-photos.tsv")
+
+# Whole packages kept out of training: the detail-rich validation set (faces, fur, text, buildings,
+# foliage, fabric) is cut from them, so its sources are disjoint from every training photo.
+DETAIL_PACKAGES = frozenset({"kphotoalbum", "palapeli-data", "tuxpaint-data", "digikam-data"})
+
+
+def default_tsvs() -> list[Path]:
+    """The shared photo list plus the project's own list of further photos and photographic textures."""
+    return [default_tsv(), EXTRA_TSV]
+
+
 def default_tsv() -> Path:
     """Find shared/data/training-photos.tsv inside or beside the checkout (CI lays it beside)."""
     root = Path(__file__).resolve().parents[1]
@@ -142,9 +154,12 @@ def read_sources(tsv: Path) -> list[PhotoSource]:
 
 
 def split_of(name: str) -> str:
-    """ "val" for the fixed held-out photos, "train" for everything else (accepts stem or file name)."""
+    """ "val" for the fixed held-out photos, "detail" for the rest of the held-out packages (the
+    detail-rich set's sources), "train" for everything else (accepts stem or file name)."""
     stem = name[: -len(".png")] if name.endswith(".png") else name
-    return "val" if stem in VAL_PHOTOS else "train"
+    if stem in VAL_PHOTOS:
+        return "val"
+    return "detail" if stem.split("__")[0] in DETAIL_PACKAGES else "train"
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,12 +417,15 @@ def _manifest_entry(src: PhotoSource, png: Path, root: Path, version: str) -> di
     }
 
 
-def fetch(root: Path, tsv: Path, force: bool = False) -> tuple[list[dict[str, object]], list[str]]:
-    """Build DIR/photos from the list; returns (manifest entries, one-line errors).
+def fetch(
+    root: Path, tsv: Path | Sequence[Path], force: bool = False
+) -> tuple[list[dict[str, object]], list[str]]:
+    """Build DIR/photos from the list(s); returns (manifest entries, one-line errors).
 
     Failures are collected rather than raised so a single vanished package does not cost the rest.
     """
-    sources = read_sources(tsv)
+    tsvs = [tsv] if isinstance(tsv, Path) else list(tsv)
+    sources = [src for one in tsvs for src in read_sources(one)]
     by_package: dict[str, list[PhotoSource]] = {}
     for src in sources:
         by_package.setdefault(src.package, []).append(src)
@@ -426,7 +444,7 @@ def fetch(root: Path, tsv: Path, force: bool = False) -> tuple[list[dict[str, ob
                 errors.append(str(exc))
                 continue
             entries.append(_manifest_entry(src, png, root, version))
-    manifest = {"source_list": tsv.name, "photos": entries}
+    manifest = {"source_list": ", ".join(t.name for t in tsvs), "photos": entries}
     (root / "photos").mkdir(parents=True, exist_ok=True)
     (root / "photos" / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return entries, errors
@@ -448,8 +466,8 @@ def select(
     entries: Iterable[dict[str, object]], split: str, include_low_quality: bool = False
 ) -> list[dict[str, object]]:
     """Entries of one split; the small, heavily compressed demo photos are left out unless asked."""
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if split not in ("train", "val", "detail"):
+        raise ValueError(f"split must be 'train', 'val' or 'detail', got {split!r}")
     return [
         e
         for e in entries
@@ -546,6 +564,13 @@ def _dihedral(img: np.ndarray, k: int) -> np.ndarray:
     return out[:, ::-1] if k >= 4 else out
 
 
+def _detail(patch: np.ndarray) -> float:
+    """Mean absolute horizontal and vertical difference of the green channel: how much texture a
+    crop holds (sky and blur score near 0, fur and foliage high)."""
+    g = patch[::2, ::2, 1].astype(np.int16)
+    return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
+
+
 def make_pair(hr: np.ndarray, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """(lr, hr) from an HR crop: the canonical bicubic downscale, then rounded to 8 bit like a file."""
     hr = np.ascontiguousarray(hr, dtype=np.float32)
@@ -578,7 +603,9 @@ class CropDataset(_torch_dataset_base()):  # type: ignore[misc]
         length: int = 10_000,
         include_low_quality: bool = False,
         seed: int = 0,
+        detail_tries: int = 1,
     ) -> None:
+        self.detail_tries = max(1, int(detail_tries))
         if hr_size % scale or hr_size % 4:
             raise ValueError(f"hr_size {hr_size} must be a multiple of 4 and of the scale {scale}")
         self.hr_size, self.scale, self.length, self.seed = hr_size, scale, length, seed
@@ -606,9 +633,15 @@ class CropDataset(_torch_dataset_base()):  # type: ignore[misc]
         """The augmented HR crop for an index, float32 HxWx3."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
         img = self.images[int(rng.choice(len(self.images), p=self.weights))]
-        top = int(rng.integers(0, img.shape[0] - self.hr_size + 1))
-        left = int(rng.integers(0, img.shape[1] - self.hr_size + 1))
-        patch = img[top : top + self.hr_size, left : left + self.hr_size]
+        best, best_detail = None, -1.0
+        for _ in range(self.detail_tries):
+            top = int(rng.integers(0, img.shape[0] - self.hr_size + 1))
+            left = int(rng.integers(0, img.shape[1] - self.hr_size + 1))
+            patch = img[top : top + self.hr_size, left : left + self.hr_size]
+            detail = _detail(patch) if self.detail_tries > 1 else 0.0
+            if detail > best_detail:
+                best, best_detail = patch, detail
+        patch = best
         return _dihedral(patch, int(rng.integers(0, 8))).astype(np.float32) / 255.0
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -626,11 +659,12 @@ class CropDataset(_torch_dataset_base()):  # type: ignore[misc]
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    tsv = Path(args.tsv) if args.tsv else default_tsv()
-    if not tsv.is_file():
-        print(f"error: photo list not found: {tsv}", file=sys.stderr)
-        return 2
-    entries, errors = fetch(Path(args.dir), tsv, force=args.force)
+    tsvs = [Path(t) for t in args.tsv] if args.tsv else default_tsvs()
+    for tsv in tsvs:
+        if not tsv.is_file():
+            print(f"error: photo list not found: {tsv}", file=sys.stderr)
+            return 2
+    entries, errors = fetch(Path(args.dir), tsvs, force=args.force)
     print(f"{len(entries)} photos in {Path(args.dir) / 'photos'}")
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
@@ -644,7 +678,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for split in ("train", "val"):
+    for split in ("train", "val", "detail"):
         used = select(entries, split, args.include_low_quality)
         every = select(entries, split, True)
         dropped = len(every) - len(used)
@@ -661,7 +695,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_fetch = sub.add_parser("fetch", help="download the listed packages and extract the photos")
     p_fetch.add_argument("dir", help="data folder (debs/, unpacked/ and photos/ go here)")
-    p_fetch.add_argument("--tsv", help="photo list (default: shared/data/training-photos.tsv)")
+    p_fetch.add_argument(
+        "--tsv",
+        action="append",
+        help="photo list, repeatable (default: shared/data/training-photos.tsv and export/extra-photos.tsv)",
+    )
     p_fetch.add_argument("--force", action="store_true", help="re-extract photos that already exist")
     p_fetch.set_defaults(func=_cmd_fetch)
     p_list = sub.add_parser("list", help="count photos per split")

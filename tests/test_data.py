@@ -91,11 +91,26 @@ def test_val_names_exist_in_the_photo_list():
     tsv = data.default_tsv()
     if not tsv.is_file():
         pytest.skip(f"photo list not found at {tsv}")
-    names = [s.name for s in data.read_sources(tsv)]
-    assert len(names) == len(set(names)), "output names must be unique"
+    names = [s.name for tsv in data.default_tsvs() for s in data.read_sources(tsv)]
+    assert len(names) == len(set(names)), "output names must be unique across both lists"
     assert data.VAL_PHOTOS <= set(names)
-    train = [n for n in names if data.split_of(n) == "train"]
-    assert set(train).isdisjoint(data.VAL_PHOTOS) and len(train) + len(data.VAL_PHOTOS) == len(names)
+    splits = {n: data.split_of(n) for n in names}
+    train = [n for n, split in splits.items() if split == "train"]
+    assert set(train).isdisjoint(data.VAL_PHOTOS)
+    assert len(train) + sum(split != "train" for split in splits.values()) == len(names)
+    assert len(train) >= 300, "the texture issue asks for at least 300 training photos"
+
+
+def test_training_never_reads_held_out_or_reserved_packages():
+    """The detail-rich set's packages and the reserved evaluation sources stay out of training."""
+    sources = [s for tsv in data.default_tsvs() if tsv.is_file() for s in data.read_sources(tsv)]
+    for src in sources:
+        reserved = src.package.endswith(("-doc", "-testdata", "-tests"))
+        assert not reserved, f"{src.package} is reserved for independent evaluation"
+        if src.package in data.DETAIL_PACKAGES:
+            assert data.split_of(src.name) != "train", src.name
+    assert data.split_of("kphotoalbum__jesper") == "detail"
+    assert data.split_of("supertuxkart-data__logs") == "train"
 
 
 def test_output_names_disambiguate_resolution_named_files(tmp_path: Path):
@@ -161,8 +176,11 @@ def test_crop_dataset_pairs_are_consistent(photos_dir: Path):
 
 def test_crop_dataset_options(photos_dir: Path):
     pytest.importorskip("torch")
+    # kphotoalbum is a source of the detail-rich validation set: never trained on, even when asked
     with_low = data.CropDataset(photos_dir, "train", hr_size=64, length=4, include_low_quality=True)
-    assert "kphotoalbum__pool" in with_low.names
+    assert "kphotoalbum__pool" not in with_low.names
+    detail = data.CropDataset(photos_dir, "detail", hr_size=64, length=4, include_low_quality=True)
+    assert detail.names == ["kphotoalbum__pool"]
     with pytest.raises(ValueError, match="multiple of 4"):
         data.CropDataset(photos_dir, "train", hr_size=66)
     with pytest.raises(ValueError, match="at least"):
@@ -182,7 +200,8 @@ def test_list_command_counts(photos_dir: Path, capsys: pytest.CaptureFixture[str
     root = photos_dir.parent  # the fixture's folder is ROOT/photos, as `fetch ROOT` makes it
     assert data.main(["list", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "train: 2 photos (1 low-quality left out)" in out and "val: 1 photos" in out
+    assert "train: 2 photos\n" in out and "val: 1 photos" in out
+    assert "detail: 0 photos (1 low-quality left out)" in out
 
 
 def test_fetch_reports_missing_package_and_photo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
