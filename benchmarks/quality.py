@@ -16,7 +16,6 @@ coarse SR alone (its ``coarse`` graph), larsr at T=0, and larsr at the manifest'
 from __future__ import annotations
 
 import argparse
-import itertools
 import tempfile
 import time
 from collections.abc import Sequence
@@ -33,7 +32,6 @@ from benchmarks.common import (
     Peer,
     check_photos,
     command_line,
-    finite,
     installed_peers,
     load_png,
     log,
@@ -48,9 +46,8 @@ from benchmarks.common import (
     write_text,
 )
 from export.degrade import bicubic_upscale, quantize_8bit, to_uint8
+from export.scoring import BORDER, SCALE, SETS, Scorer, load_set
 
-BORDER = 4
-SCALE = 4
 BICUBIC_NOTE = "PIL Image.resize BICUBIC (Keys a=-0.5, the same kernel as the degradation), float per channel"
 
 
@@ -91,7 +88,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tile", default="auto", help="larsr tile size in LR px (default auto)")
     parser.add_argument("--crop", type=int, default=128, help="side of the HR crop shown in crops.png")
     parser.add_argument("--zoom", type=int, default=2, help="nearest-neighbour zoom of crops.png cells")
-    parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS (no torch needed)")
+    parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS and DISTS (no torch needed)")
+    parser.add_argument(
+        "--set",
+        dest="which",
+        choices=SETS,
+        default="val",
+        help="val: the held-out wallpapers (centre crops); detail: faces, fur, text, buildings (128 px)",
+    )
+    parser.add_argument(
+        "--crop-rows",
+        nargs="*",
+        default=[],
+        help="name fragments of the photos shown in crops.png (default: the first three)",
+    )
     args = parser.parse_args(argv)
     try:
         args.seed_list = [int(s) for s in str(args.seeds).split(",") if s.strip()]
@@ -176,54 +186,6 @@ def run_peers(
 # Scores
 
 
-class Scorer:
-    """All per-image scores; LPIPS is optional so the rest still runs without torch or weights."""
-
-    def __init__(self, use_lpips: bool, notes: list[str]) -> None:
-        self.lpips = None
-        if not use_lpips:
-            notes.append("LPIPS skipped (--no-lpips)")
-            return
-        try:
-            import torch
-
-            from export.lpips import LPIPS
-
-            self.lpips = LPIPS.from_converted("alex")
-            self._torch = torch
-        except (ImportError, FileNotFoundError, ValueError) as exc:
-            notes.append(f"LPIPS skipped: {str(exc).splitlines()[0]}")
-            log(f"  LPIPS skipped: {exc}")
-
-    def lpips_dist(self, a: np.ndarray, b: np.ndarray) -> float | None:
-        if self.lpips is None:
-            return None
-        torch = self._torch
-        ta = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
-        tb = torch.from_numpy(np.ascontiguousarray(b.transpose(2, 0, 1)))[None]
-        with torch.no_grad():
-            return float(self.lpips(ta, tb)[0])
-
-    def score(self, sr: np.ndarray, hr: np.ndarray, lr: np.ndarray) -> dict[str, float | None]:
-        from export.degrade import lr_consistency_db
-        from export.metrics import psnr_y, ssim_y
-
-        return {
-            "psnr_y": finite(psnr_y(sr, hr, border=BORDER)),
-            "ssim_y": finite(ssim_y(sr, hr, border=BORDER)),
-            "lpips": self.lpips_dist(sr, hr),
-            "lr_db": finite(lr_consistency_db(sr, lr, SCALE)),
-        }
-
-    def diversity(self, samples: list[np.ndarray]) -> dict[str, float | None]:
-        """How different the seeds' outputs are: pixel std (0-255) and mean pairwise LPIPS."""
-        stack = np.stack(samples, axis=0).astype(np.float64)
-        pix_std = float(stack.std(axis=0).mean() * 255.0)
-        pairs = [self.lpips_dist(a, b) for a, b in itertools.combinations(samples, 2)]
-        pair_lpips = None if any(p is None for p in pairs) else float(np.mean(pairs))
-        return {"div_std": pix_std, "div_lpips": pair_lpips}
-
-
 def _mean(values: list[float | None]) -> float | None:
     kept = [v for v in values if v is not None]
     return float(np.mean(kept)) if kept else None
@@ -242,7 +204,8 @@ def score_method(
             row.update(scorer.diversity(outs))
             row["per_seed"] = scores  # type: ignore[assignment]
         per_image[name] = row
-    keys = ["psnr_y", "ssim_y", "lpips", "lr_db"] + (["div_std", "div_lpips"] if method.stochastic else [])
+    keys = ["psnr_y", "ssim_y", "lpips", "dists", "lr_db", "stripes", "stripes_hr"]
+    keys += ["div_std", "div_lpips"] if method.stochastic else []
     return {
         "key": method.key,
         "label": method.label,
@@ -325,15 +288,14 @@ def crops_picture(
 # Main
 
 
-def load_images(photos: str, max_side: int, limit: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, HR, LR) for the validation split; LR is the canonical degradation rounded to 8 bit."""
-    from export.data import make_pair, val_images
-
-    found = val_images(check_photos(photos), max_side=max_side or None, multiple=SCALE)
-    if not found:
-        raise BenchError(f"no validation photos in {photos}")
-    found = found[:limit] if limit > 0 else found
-    return [(name, hr, make_pair(hr, SCALE)[0]) for name, hr in found]
+def load_images(
+    photos: str, max_side: int, limit: int, which: str = "val"
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, HR, LR) of one validation set (``export.scoring.load_set``)."""
+    try:
+        return load_set(check_photos(photos), which, max_side, limit)
+    except (FileNotFoundError, ValueError) as exc:
+        raise BenchError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     peers = select_peers(args.peers)
     upscaler = open_upscaler(args.model, args.threads)
     temperature = upscaler.default_temperature if args.temperature is None else float(args.temperature)
-    images = load_images(args.images, args.max_side, args.limit)
+    images = load_images(args.images, args.max_side, args.limit, args.which)
     lr_images = [(name, lr) for name, _, lr in images]
     log(f"{len(images)} validation photos, HR up to {args.max_side or 'full'} px")
     methods = [run_bicubic(lr_images)]
@@ -353,14 +315,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     scored = [score_method(m, images, scorer) for m in methods]
     args.out.mkdir(parents=True, exist_ok=True)
     crop_rows = [(name, hr) for name, hr, _ in images[:3]]
-    crops_picture(crop_rows, methods, args.crop, args.zoom).save(args.out / "crops.png", optimize=True)
+    if args.crop_rows:
+        crop_rows = [next((n, hr) for n, hr, _ in images if frag in n) for frag in args.crop_rows]
+    suffix = "" if args.which == "val" else f"-{args.which}"
+    crops_picture(crop_rows, methods, args.crop, args.zoom).save(
+        args.out / f"crops{suffix}.png", optimize=True
+    )
     result = {
         "kind": "quality",
         "command": command_line("benchmarks.quality", argv),
         "machine": machine_info(),
         "model": model_info(upscaler),
         "settings": {
-            "split": "val: export.data.VAL_PHOTOS, the low-quality kphotoalbum demos left out",
+            "split": (
+                "val: export.data.VAL_PHOTOS, centre crops"
+                if args.which == "val"
+                else "detail: export/detail-crops.json (faces, fur, text, buildings, foliage, fabric)"
+            ),
             "max_side": args.max_side,
             "images": [
                 {"name": n, "hr": list(hr.shape[:2]), "lr": list(lr.shape[:2])} for n, hr, lr in images
@@ -378,11 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "methods": scored,
         "notes": notes,
     }
-    write_json(args.out / "quality.json", result)
+    write_json(args.out / f"quality{suffix}.json", result)
     from benchmarks.report import quality_markdown
 
-    write_text(args.out / "quality.md", quality_markdown(result))
-    log(f"wrote {args.out / 'quality.json'}, quality.md and crops.png")
+    write_text(args.out / f"quality{suffix}.md", quality_markdown(result))
+    log(f"wrote {args.out / f'quality{suffix}.json'}, quality{suffix}.md and crops{suffix}.png")
     print(quality_markdown(result, with_details=False))
     return 0
 

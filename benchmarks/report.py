@@ -31,7 +31,9 @@ QUALITY_COLUMNS = (
     ("psnr_y", "PSNR-Y dB ↑", "{:.2f}"),
     ("ssim_y", "SSIM-Y ↑", "{:.4f}"),
     ("lpips", "LPIPS ↓", "{:.4f}"),
+    ("dists", "DISTS ↓", "{:.4f}"),
     ("lr_db", "LR-consistency dB ↑", "{:.2f}"),
+    ("stripes", "stripes (HR ≈ 1)", "{:.2f}"),
     ("div_std", "seed std (0-255)", "{:.2f}"),
     ("div_lpips", "seed LPIPS", "{:.4f}"),
 )
