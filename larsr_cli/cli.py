@@ -91,6 +91,12 @@ def main(ctx: click.Context, debug: bool) -> None:
     help="Texture sampling temperature; 0 = deterministic. Default: the model's.",
 )
 @click.option(
+    "--texture",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="How much drawn texture to add: 0 = the clean coarse result, 1 = full. Default: the model's.",
+)
+@click.option(
     "--samples",
     type=click.IntRange(min=1),
     default=1,
@@ -130,6 +136,7 @@ def upscale(
     model: str,
     seed: int,
     temperature: float | None,
+    texture: float | None,
     samples: int,
     tile: str,
     device: str,
@@ -161,8 +168,10 @@ def upscale(
     upscaler = Upscaler(folder, device=device, threads=threads)
     upscaler.check_scale(scale)  # once, not as one failure per image of the batch
     temperature_used = upscaler.default_temperature if temperature is None else temperature
+    texture_used = upscaler.resolve_texture(texture)
     settings = RenderSettings(
         temperature=temperature_used,
+        texture=texture_used,
         scale=scale,
         tile=tile_value,
         format=fmt,
@@ -202,6 +211,7 @@ def upscale(
         upscaler.manifest.name,
         upscaler.device.label,
         temperature_used,
+        texture_used,
         quiet,
         as_json,
         to_stdout,
@@ -216,6 +226,7 @@ def _report(
     model: str,
     device: str,
     temperature: float,
+    texture: float,
     quiet: bool,
     as_json: bool,
     to_stdout: bool,
@@ -230,7 +241,9 @@ def _report(
             "failed": summary.count("failed"),
             "seconds": round(summary.seconds, 3),
             "seconds_per_megapixel": summary.seconds_per_megapixel,
-            "results": [r.to_json(temperature) for r in summary.results],
+            "temperature": temperature,
+            "texture": texture,
+            "results": [r.to_json(temperature, texture) for r in summary.results],
         }
         stream = sys.stderr if to_stdout else sys.stdout
         stream.write(json.dumps(report, indent=2) + "\n")

@@ -26,6 +26,7 @@ from .pipeline import Upscaler
 @dataclass(frozen=True)
 class RenderSettings:
     temperature: float | None = None
+    texture: float | None = None
     scale: float = 4.0
     tile: int | str = "auto"
     format: str = "same"
@@ -45,13 +46,14 @@ class JobResult:
     output_size: tuple[int, int] | None = None
     warnings: list[str] = field(default_factory=list)
 
-    def to_json(self, temperature: float) -> dict:
+    def to_json(self, temperature: float, texture: float = 1.0) -> dict:
         out = {
             "input": self.job.display,
             "output": str(self.job.target),
             "status": self.status,
             "seed": self.job.seed,
             "temperature": temperature,
+            "texture": texture,
             "seconds": round(self.seconds, 3),
         }
         if self.output_size:
@@ -113,6 +115,7 @@ def render(
         image.alpha,
         seed=seed,
         temperature=settings.temperature,
+        texture=settings.texture,
         scale=settings.scale,
         tile=settings.tile,
         out_dtype=output_dtype(image),

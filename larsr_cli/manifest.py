@@ -42,6 +42,9 @@ class Manifest:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     lar: dict[str, Any] = field(default_factory=dict)
+    # Share of the decoder's texture residual added to the coarse image (``--texture``); models
+    # made before the knob existed get the full residual they were shipped with.
+    default_texture: float = 1.0
 
     @property
     def context_margin(self) -> int:
@@ -64,6 +67,7 @@ class Manifest:
             "tile_multiple": self.tile_multiple,
             "receptive_field": dict(self.receptive_field),
             "default_temperature": self.default_temperature,
+            "default_texture": self.default_texture,
             "lar": dict(self.lar),
             "licence": self.licence,
             "training_data": self.training_data,
@@ -126,7 +130,15 @@ def parse_manifest(data: Any, where: str = "manifest") -> Manifest:
         config=dict(data.get("config", {})),
         metrics=dict(data.get("metrics", {})),
         lar=dict(data.get("lar", {})),
+        default_texture=_unit_interval(data.get("default_texture", 1.0), "default_texture", where),
     )
+
+
+def _unit_interval(value: Any, key: str, where: str) -> float:
+    """A number in [0, 1]; anything else is one line naming the manifest and the key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ModelError(f"{where}: manifest {key} must be a number between 0 and 1, got {value!r}")
+    return float(value)
 
 
 def read_manifest(folder: Path) -> Manifest:

@@ -713,3 +713,20 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path: Path, tiny_model_dir: Path) -
                 assert im.size == (4 * TW, 4 * TH)
         return
     pytest.fail("larsr finished every time before SIGINT arrived")
+
+
+def test_texture_option_reaches_pixels_and_report(cli, tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb8(24, 32)).save(src)
+    outs = {}
+    for s in ("0", "1"):
+        out = tmp_path / f"out_{s}.png"
+        result = cli(src, "-o", out, "--texture", s, "--json", "-t", "0.5")
+        assert_ok(result)
+        report = json.loads(result.stdout)
+        assert report["texture"] == float(s) and report["results"][0]["texture"] == float(s)
+        outs[s] = np.asarray(Image.open(out), dtype=np.int32)
+    assert np.abs(outs["0"] - outs["1"]).max() > 2
+    result = cli(src, "-o", tmp_path / "bad.png", "--texture", "2")
+    assert result.exit_code == 2 and "--texture" in result.output
+    assert not (tmp_path / "bad.png").exists()

@@ -322,3 +322,38 @@ def test_upscaler_plan_pads_odd_sizes(upscaler: Upscaler) -> None:
     bottom = max(t.own.y1 for t in tiles)
     right = max(t.own.x1 for t in tiles)
     assert bottom >= 23 and right >= 33 and bottom % m == 0 and right % m == 0
+
+
+# ---- --texture ------------------------------------------------------------------------------------
+
+
+def test_texture_scales_only_the_decoders_residual(upscaler: Upscaler, lr: np.ndarray) -> None:
+    """0 is the coarse net's clean result, 1 the full texture, and anything between is the blend
+    export.evaluate scores (so the chosen default is what users get)."""
+    coarse = upscaler.coarse_array(lr)
+    kw = {"seed": 3, "temperature": 0.5, "tile": 0, "out_dtype": np.float32}
+    full = upscaler.upscale_array(lr, texture=1.0, **kw)
+    none = upscaler.upscale_array(lr, texture=0.0, **kw)
+    half = upscaler.upscale_array(lr, texture=0.5, **kw)
+    np.testing.assert_allclose(none, coarse, atol=1e-6)
+    assert np.abs(full - coarse).max() > 0.01  # the tiny model's texture is not nothing
+    np.testing.assert_allclose(half, np.clip(coarse + 0.5 * (full - coarse), 0, 1), atol=1e-5)
+
+
+def test_texture_is_tile_invariant(upscaler: Upscaler, lr: np.ndarray) -> None:
+    kw = {"seed": 5, "temperature": 0.7, "texture": 0.6}
+    assert np.array_equal(upscaler.upscale_array(lr, tile=0, **kw), upscaler.upscale_array(lr, tile=16, **kw))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_texture_out_of_range_is_refused(upscaler: Upscaler, lr: np.ndarray, bad: float) -> None:
+    with pytest.raises(LarsrError, match="texture must be between 0 and 1"):
+        upscaler.upscale_array(lr, texture=bad)
+
+
+def test_texture_defaults_to_the_models(upscaler: Upscaler, lr: np.ndarray) -> None:
+    assert upscaler.default_texture == upscaler.manifest.default_texture
+    assert np.array_equal(
+        upscaler.upscale_array(lr, seed=1),
+        upscaler.upscale_array(lr, seed=1, texture=upscaler.default_texture),
+    )
