@@ -35,6 +35,10 @@ class LarsrConfig:
     # First layers that mix neighbouring patches (3x3 conv); each one widens the tile margin.
     lar_mix_layers: int = 1
     cond_features: int = 32
+    # Resolution of the condition U-Net's first level, in HR pixels per cell: 2 runs it on the index
+    # grid (the first models), 4 on the LR grid, a quarter of the FLOPs; the LAR module needs the
+    # structure of the coarse image, not its pixels.
+    cond_stride: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +71,16 @@ CONFIGS: dict[str, LarsrConfig] = {
     ),
     # The shipped CPU model: every training run fits in under an hour on 2 AVX2 cores (no bf16 units).
     "small": LarsrConfig(name="small"),
+    # The second shipped CPU model: a deeper, wider coarse net paid for by running the condition
+    # U-Net on the LR grid; about 190 kFLOP per output pixel (benchmarks.flops), under the 200k budget.
+    "base": LarsrConfig(
+        name="base",
+        coarse_features=40,
+        coarse_blocks=2,
+        coarse_growth=20,
+        coarse_up_features=24,
+        cond_stride=4,
+    ),
     # The paper's scale (RRDB 64x23, 1024 codes of dim 64); needs a GPU to train.
     "paper": LarsrConfig(
         name="paper",

@@ -85,7 +85,13 @@ class StageLoss:
     """The loss of one stage, computed from an (lr, hr) batch."""
 
     def __init__(
-        self, model: LarsrModel, stage: str, lpips_weight: float, consistency_weight: float, joint: bool
+        self,
+        model: LarsrModel,
+        stage: str,
+        lpips_weight: float,
+        consistency_weight: float,
+        joint: bool,
+        lpips_net: str = "alex",
     ):
         self.model, self.stage, self.joint = model, stage, joint
         self.consistency_weight = consistency_weight
@@ -93,7 +99,7 @@ class StageLoss:
         if stage == "vqvae" and lpips_weight > 0:
             from .lpips import LPIPS
 
-            self.lpips = LPIPS.from_converted("alex").eval().requires_grad_(False)
+            self.lpips = LPIPS.from_converted(lpips_net).eval().requires_grad_(False)
             self.lpips_weight = lpips_weight
 
     def __call__(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -189,9 +195,16 @@ def train(args: argparse.Namespace) -> None:
         optimiser.load_state_dict(state["optimiser"])
         step = state["step"]
     hr_size = args.hr_size
-    data = CropDataset(args.data, "train", hr_size=hr_size, length=args.batch * 500, seed=step)
+    data = CropDataset(
+        args.data,
+        "train",
+        hr_size=hr_size,
+        length=args.batch * 500,
+        seed=step,
+        detail_tries=args.detail_tries,
+    )
     val = val_images(args.data, max_side=args.val_side)
-    loss_fn = StageLoss(model, args.stage, args.lpips, args.consistency, args.joint_coarse)
+    loss_fn = StageLoss(model, args.stage, args.lpips, args.consistency, args.joint_coarse, args.lpips_net)
     use_bf16 = device.type == "cpu" and args.bf16
     budget = args.minutes * 60
     deadline = time.time() + budget
@@ -255,6 +268,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hr-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--lpips", type=float, default=0.1, help="LPIPS weight in the VQ-VAE stage")
+    p.add_argument(
+        "--lpips-net",
+        choices=("alex", "vgg"),
+        default="alex",
+        help="backbone of the perceptual loss; vgg is the VGG feature loss of ESRGAN-style training",
+    )
+    p.add_argument(
+        "--detail-tries",
+        type=int,
+        default=1,
+        help="crop candidates per sample; the most detailed wins, so training sees texture, not sky",
+    )
     p.add_argument("--consistency", type=float, default=1.0, help="weight of L1(down(sr), lr)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--save-minutes", type=float, default=5.0)

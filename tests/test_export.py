@@ -155,53 +155,66 @@ def test_config_round_trips_through_manifest(tiny_model_dir, tiny_torch_model):
     assert LarsrConfig.from_dict(manifest.config) == tiny_torch_model.cfg
 
 
-def test_default_temperature_is_best_lpips_among_faithful_ones():
-    from export.evaluate import choose_temperature
+def _row(psnr: float, lpips: float, dists: float, lr_db: float, stripes: float = 1.0) -> dict:
+    return {
+        "psnr_y": psnr,
+        "lpips": lpips,
+        "dists": dists,
+        "lr_db": lr_db,
+        "stripes": stripes,
+        "stripes_hr": 1.0,
+    }
+
+
+def test_default_is_lowest_dists_among_faithful_settings_never_lpips():
+    from export.evaluate import choose_default
 
     methods = {
-        "bicubic": {"psnr_y": 30.0, "lpips": 0.5, "lr_db": 45.0},
-        "T=0": {"psnr_y": 29.8, "lpips": 0.40, "lr_db": 48.0},
-        "T=0.3": {"psnr_y": 29.6, "lpips": 0.35, "lr_db": 46.0},
-        "T=0.7": {"psnr_y": 29.2, "lpips": 0.30, "lr_db": 45.0},  # 0.8 dB below bicubic: not eligible
-        "T=1": {"psnr_y": 29.9, "lpips": 0.25, "lr_db": 38.0},  # drifts from the input: not eligible
+        "bicubic": _row(30.0, 0.50, 0.30, 40.0),
+        "coarse": _row(31.0, 0.40, 0.25, 60.0),
+        "T=0,S=0.5": _row(30.6, 0.35, 0.22, 50.0),
+        "T=0.3,S=0.5": _row(30.4, 0.33, 0.20, 48.0),  # the faithful one with the lowest DISTS
+        "T=0.3,S=1": _row(30.1, 0.20, 0.19, 47.0),  # best LPIPS and DISTS, but only +0.1 dB
+        "T=1,S=1": _row(30.5, 0.25, 0.18, 44.0),  # drifts from the input (LR-consistency < 45)
+        "T=0,S=1": _row(30.8, 0.30, 0.17, 49.0, stripes=1.3),  # striped
     }
-    assert choose_temperature(methods) == 0.3
-    inconsistent = {k: {**v, "lr_db": 30.0 + i} for i, (k, v) in enumerate(methods.items())}
-    assert choose_temperature(inconsistent) == 1.0  # none eligible: the most consistent one
+    assert choose_default(methods) == (0.3, 0.5)
+    for key in ("T=0,S=0.5", "T=0.3,S=0.5"):
+        methods[key]["lr_db"] = 30.0
+    assert choose_default(methods) == (0.0, 0.5)  # none faithful: the gentlest texture at T=0
 
 
-def test_bars_are_judged_against_bicubic():
+def test_bars_are_judged_against_coarse_and_bicubic():
     from export.evaluate import check_bars
 
     methods = {
-        "bicubic": {"psnr_y": 30.0, "lpips": 0.5, "lr_db": 45.0},
-        "coarse": {"psnr_y": 30.9, "lpips": 0.45, "lr_db": 50.0},
-        "T=0.3": {"psnr_y": 29.6, "lpips": 0.35, "lr_db": 46.0},
+        "bicubic": _row(30.0, 0.50, 0.30, 40.0),
+        "coarse": _row(31.0, 0.40, 0.25, 60.0),
+        "T=0,S=0.5": _row(30.6, 0.35, 0.22, 50.0, stripes=1.05),
+        "T=0.3,S=0.5": {**_row(30.4, 0.33, 0.20, 48.0), "pixel_std_across_seeds_0_255": 1.5},
     }
-    bars = check_bars(methods, 0.3)
-    assert bars["coarse_psnr_gain_db"]["holds"] is False  # +0.9 dB is short of +1.0
-    assert bars["default_lpips_ratio"]["holds"] is True  # 0.7x
-    assert bars["default_psnr_gain_db"]["holds"] is True  # -0.4 dB
-    assert bars["default_lr_consistency_db"]["holds"] is True
-    methods["T=0.3"]["lpips"] = 0.45  # 0.9x bicubic
-    assert check_bars(methods, 0.3)["default_lpips_ratio"]["holds"] is False
+    bars = check_bars(methods, (0.3, 0.5))
+    assert bars["lpips_vs_coarse"]["holds"] is True  # 0.825x
+    assert bars["dists_vs_coarse"]["holds"] is True  # 0.8x
+    assert bars["psnr_gain_over_bicubic_db"]["holds"] is True  # +0.4 dB
+    assert bars["stripe_excess_t0"]["holds"] is True  # 0.05
+    methods["T=0,S=0.5"]["stripes"] = 1.2
+    methods["T=0.3,S=0.5"]["psnr_y"] = 30.2
+    bars = check_bars(methods, (0.3, 0.5))
+    assert bars["stripe_excess_t0"]["holds"] is False
+    assert bars["psnr_gain_over_bicubic_db"]["holds"] is False
 
 
-def test_shipped_model_records_that_its_quality_bars_hold():
-    """The embedded default model's manifest carries its validation verdict; a worse export fails here."""
-    from export.evaluate import check_bars, choose_temperature
+def test_shipped_model_records_its_bars_and_defaults_from_its_scores():
+    """The embedded model's manifest carries its verdicts on the detail set; they and the defaults
+    follow from the stored scores by the evaluation's own rule, not from hand edits."""
+    from export.evaluate import SELECT_SET, check_bars, choose_default
     from larsr_cli.registry import resolve_model
 
     manifest = load_manifest(resolve_model("larsr-x4"))
-    bars = manifest.metrics["bars"]
-    assert set(bars) == {
-        "coarse_psnr_gain_db",
-        "default_lpips_ratio",
-        "default_psnr_gain_db",
-        "default_lr_consistency_db",
-    }
-    assert all(bar["holds"] for bar in bars.values()), bars
-    # The verdicts and the default follow from the stored scores, not from hand edits.
-    methods = manifest.metrics["methods"]
-    assert check_bars(methods, manifest.default_temperature) == bars
-    assert choose_temperature(methods) == manifest.default_temperature
+    assert manifest.metrics["selected_on"] == SELECT_SET == "detail"
+    methods = manifest.metrics["sets"]["detail"]["methods"]
+    assert set(manifest.metrics["sets"]) == {"val", "detail"}
+    default = (manifest.default_temperature, manifest.default_texture)
+    assert choose_default(methods) == default
+    assert check_bars(methods, default) == manifest.metrics["bars"]

@@ -42,17 +42,24 @@ class ConditionEncoder(nn.Module):
         if 2**levels != k:
             raise ValueError("patch_size must be a power of two")
         self.patch = k
-        self.stem = conv3x3(3 * 4, f)
+        self.stride = cfg.cond_stride
+        if self.stride not in (2, 4):
+            raise ValueError("cond_stride must be 2 (index grid) or 4 (LR grid)")
+        # From the first level down to the patch grid (k index cells = 2k HR pixels per patch).
+        levels = int(math.log2(2 * k // self.stride))
+        self.stem = conv3x3(3 * self.stride**2, f)
         self.enc = nn.ModuleList(ResBlock(f if i == 0 else 2 * f) for i in range(levels))
         self.down = nn.ModuleList(conv3x3(f if i == 0 else 2 * f, 2 * f, stride=2) for i in range(levels))
         self.bottom = ResBlock(2 * f)
         self.up = nn.ModuleList(conv3x3(2 * f, 2 * f if i > 0 else f) for i in reversed(range(levels)))
         self.dec = nn.ModuleList(ResBlock(2 * f if i > 0 else f) for i in reversed(range(levels)))
-        self.to_positions = nn.Conv2d(f, out, 1)
+        # On the LR grid each cell holds the 2x2 index cells it covers, unshuffled afterwards.
+        self.lift = self.stride // 2
+        self.to_positions = nn.Conv2d(f, out * self.lift**2, 1)
         self.to_start = nn.Conv2d(2 * f, out, 1)
 
     def forward(self, xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.stem(space_to_depth(xc, 2))
+        x = self.stem(space_to_depth(xc, self.stride))
         skips = []
         for enc, down in zip(self.enc, self.down, strict=True):
             x = enc(x)
@@ -62,7 +69,9 @@ class ConditionEncoder(nn.Module):
         x = bottom
         for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
             x = dec(up(F.interpolate(x, scale_factor=2.0, mode="nearest")) + skip)
-        feat = self.to_positions(F.silu(x))  # (N, C, H, W) on the index grid
+        feat = self.to_positions(F.silu(x))
+        if self.lift > 1:
+            feat = F.pixel_shuffle(feat, self.lift)  # (N, C, H, W) on the index grid
         n, c = feat.shape[0], feat.shape[1]
         k = self.patch
         per_pos = space_to_depth(feat, k)  # channel = c*k*k + raster position
