@@ -228,6 +228,12 @@ def export_model(
     return manifest
 
 
+def weights_licence(provenance: dict[str, Any]) -> str:
+    """The licence line, derived from the per-package licences the provenance records."""
+    licences = sorted({lic for p in provenance["packages"].values() for lic in p["licences"]})
+    return "code MIT; weights trained on photos under " + "; ".join(licences)
+
+
 def training_provenance(photos_dir: Path) -> dict[str, Any]:
     """Where the weights' training photos came from: packages, versions, licences and the split."""
     from .data import read_manifest, select
@@ -241,9 +247,13 @@ def training_provenance(photos_dir: Path) -> dict[str, Any]:
         pkg["licences"].add(str(e.get("license") or "see the package's copyright file"))
         pkg["photos"] += 1
     return {
-        "source": "photographs shipped in Debian packages (shared/data/training-photos.tsv)",
+        "source": (
+            "photographs and photographic textures shipped in Debian packages "
+            "(shared/data/training-photos.tsv, export/extra-photos.tsv)"
+        ),
         "train_photos": sum(p["photos"] for p in packages.values()),
         "validation_photos": sorted(str(e["name"]) for e in select(entries, "val")),
+        "held_out_packages": sorted({str(e["package"]) for e in select(entries, "detail", True)}),
         "packages": {
             name: {**info, "licences": sorted(info["licences"])} for name, info in sorted(packages.items())
         },
@@ -267,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         model, extra = LarsrModel.from_name(args.config), {}
     if args.data:
         extra = {**extra, "training_data": training_provenance(args.data)}
-        extra.setdefault("licence", "code MIT; weights trained on GPL-2+/LGPL-2.1+/BSD-2/CC-BY-SA-3.0 photos")
+        extra["licence"] = weights_licence(extra["training_data"])
     temperature = args.temperature if args.temperature is not None else extra.get("default_temperature", 0.8)
     manifest = export_model(model, args.out, args.name or args.out.name, extra, temperature, args.with_full)
     print(json.dumps({"out": str(args.out), "receptive_field": manifest.receptive_field}, indent=2))

@@ -215,7 +215,7 @@ def _file_table(folder: Path, manifest: Manifest, verify: bool) -> Table:
     for name, entry in manifest.files.items():
         path = folder / name
         state = "present" if path.is_file() else "not downloaded"
-        size = path.stat().st_size if path.is_file() else entry.get("size")
+        size = path.stat().st_size if path.is_file() else entry.get("bytes")
         if verify and path.is_file():
             state = "verified" if sha256_of(path) == entry["sha256"] else "SHA256 MISMATCH"
         table.add_row(name, _human_size(size), str(entry["sha256"])[:16] + "...", state)

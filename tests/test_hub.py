@@ -46,7 +46,7 @@ def model_files(tag: str, prefix: str = "", version: int = FORMAT_VERSION) -> di
         tile_multiple=8,
         receptive_field=fields,
         default_temperature=0.8,
-        files={n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in graphs.items()},
+        files={n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in graphs.items()},
         format_version=version,
     )
     files = {prefix + name: data for name, data in graphs.items()}
@@ -224,6 +224,18 @@ def test_info_on_a_local_folder(tmp_path):
     assert result.exit_code == 0, result.output
     assert "fake-info" in result.output and "x4" in result.output
     assert result.output.count("verified") == len(REQUIRED_FILES)
+
+
+def test_info_shows_the_manifest_size_of_a_file_not_on_disk(tmp_path):
+    """The exporter records sizes as "bytes"; info must read that key, not print "?"."""
+    from larsr_cli.manifest import read_manifest
+
+    folder = _write_model(tmp_path / "m", "info")
+    (folder / "decoder.onnx").unlink()
+    expected = read_manifest(folder).files["decoder.onnx"]["bytes"]
+    result = CliRunner().invoke(info, [str(folder)])
+    [row] = [line for line in result.output.splitlines() if "decoder.onnx" in line]
+    assert "not downloaded" in row and f"{expected} B" in row and "?" not in row
 
 
 def test_info_reports_a_corrupt_local_file(tmp_path):
