@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,7 +26,7 @@ from rich.progress import (
 from . import __version__
 from .commands_models import download, info, models
 from .engine import JobResult, RenderSettings, Summary, run_job
-from .errors import LarsrError
+from .errors import LarsrError, printable
 from .jobs import STDIO, NamingOptions, plan_jobs
 
 FORMATS = ["same", "png", "jpg", "jpeg", "webp", "tiff", "bmp"]
@@ -55,7 +56,7 @@ class LarsrGroup(click.Group):
         except LarsrError as exc:
             if debug:
                 raise
-            click.echo(f"larsr: error: {exc}", err=True)
+            click.echo(f"larsr: error: {printable(str(exc))}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("larsr: interrupted; no partial output was left behind", err=True)
@@ -71,6 +72,18 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+MAX_TEMPERATURE = 2.0  # beyond it the codes are near-uniform noise; -t 256 is usually a tile size
+MAX_SAMPLES = 10_000  # each sample is a planned job; a typo like 100000000 must not eat the RAM
+MAX_SEED = 2**63  # Philox keys are 64-bit; seeds SEED..SEED+N-1 must all fit
+
+
+def _finite_temperature(value: float | None) -> float | None:
+    """click's FloatRange lets nan through (every comparison with nan is false)."""
+    if value is not None and value != value:
+        raise click.BadParameter("must be a number, not nan", param_hint="'--temperature'")
+    return value
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, help="Output file, folder, or - for stdout.")
@@ -82,13 +95,21 @@ def main(ctx: click.Context, debug: bool) -> None:
     show_default=True,
     help="Embedded name, model folder, or hf://OWNER/REPO[@REVISION].",
 )
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, MAX_SEED - 1),
+    default=0,
+    show_default=True,
+    help="Random seed of the texture; the same seed gives the same picture on any tiling or machine.",
+)
 @click.option(
     "--temperature",
     "-t",
-    type=click.FloatRange(min=0.0),
+    type=click.FloatRange(0.0, MAX_TEMPERATURE),
     default=None,
-    help="Texture sampling temperature; 0 = deterministic. Default: the model's.",
+    callback=lambda ctx, param, value: _finite_temperature(value),
+    help=f"Texture sampling temperature in [0, {MAX_TEMPERATURE:g}]; 0 = deterministic. "
+    "Default: the model's (larsr info shows it). For tiles use --tile, not -t.",
 )
 @click.option(
     "--texture",
@@ -98,7 +119,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 )
 @click.option(
     "--samples",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_SAMPLES),
     default=1,
     show_default=True,
     help="Write N variants with seeds SEED..SEED+N-1 (names stem_s{seed}.ext).",
@@ -154,6 +175,8 @@ def upscale(
     """Upscale images x4 (or by --scale) with LAR-SR."""
     if overwrite and skip_existing:
         raise LarsrError("--overwrite and --skip-existing contradict each other; pick one")
+    if seed + samples > MAX_SEED:
+        raise LarsrError(f"--seed {seed} with --samples {samples} runs past the largest seed {MAX_SEED - 1}")
     tile_value = _tile_option(tile)
     fmt = "jpg" if fmt.lower() == "jpeg" else fmt.lower()
     jobs = plan_jobs(inputs, NamingOptions(output, fmt, suffix, seed, samples, recursive))
@@ -200,7 +223,8 @@ def upscale(
             bar.update(tiles, completed=done, total=total, visible=total > 1)
 
         for job in jobs:
-            bar.update(overall, description=f"images [dim]{Path(str(job.display)).name}[/]")
+            name = escape(printable(Path(str(job.display)).name))
+            bar.update(overall, description=f"images [dim]{name}[/]")
             bar.reset(tiles, total=1, visible=False)  # per-image ETA, not one spanning the batch
             result = run_job(upscaler, job, settings, on_tile)
             summary.results.append(result)
@@ -250,9 +274,9 @@ def _report(
         stream.flush()
     for r in summary.results:
         for note in r.warnings:
-            err.print(f"larsr: warning: {r.job.display}: {note}", highlight=False)
+            err.print(f"larsr: warning: {printable(str(r.job.display))}: {printable(note)}", markup=False)
     for r in summary.failed:
-        click.echo(f"larsr: error: {_failure_line(r)}", err=True)
+        click.echo(f"larsr: error: {printable(_failure_line(r))}", err=True)
     if quiet or as_json:
         return
     spm = summary.seconds_per_megapixel

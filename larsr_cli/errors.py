@@ -15,3 +15,10 @@ class ModelError(LarsrError):
 
 class ImageError(LarsrError):
     """An input image cannot be read or an output cannot be written."""
+
+
+def printable(text: str) -> str:
+    """Untrusted text (file names, manifest fields) made safe for one terminal line: control
+    characters, newlines included, become visible escapes, so an error stays one line and a file
+    name cannot move the cursor or recolour the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

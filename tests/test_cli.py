@@ -730,3 +730,50 @@ def test_texture_option_reaches_pixels_and_report(cli, tmp_path: Path) -> None:
     result = cli(src, "-o", tmp_path / "bad.png", "--texture", "2")
     assert result.exit_code == 2 and "--texture" in result.output
     assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("-t", "nan"), "nan"),
+        (("-t", "inf"), "--temperature"),
+        (("-t", "256"), "--temperature"),  # Real-ESRGAN's -t is a tile size: refuse, do not paint noise
+        (("--seed", str(2**64)), "--seed"),
+        (("--samples", "100000000"), "--samples"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors(cli, tmp_path: Path, args, needle) -> None:
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb8(24, 32)).save(src)
+    result = cli(src, "-o", tmp_path / "out.png", *args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_largest_seed_with_samples_past_it_is_one_line(cli, tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb8(24, 32)).save(src)
+    result = cli(src, "-o", tmp_path / "out", "--seed", str(2**63 - 1), "--samples", "2")
+    assert_clean_failure(result, "--samples 2", "largest seed")
+
+
+def test_markup_and_control_characters_in_names_stay_literal(sub, tmp_path: Path) -> None:
+    src_dir = tmp_path / "in"
+    src_dir.mkdir()
+    Image.fromarray(rgb8(24, 32)).save(src_dir / "x[b]c[link=x].png")
+    (src_dir / "[b]bad\x1b[31mname\nsplit.png").write_bytes(b"not an image")
+    proc = sub(src_dir, "-o", tmp_path / "out")
+    assert proc.returncode == 1, proc.stderr
+    assert (tmp_path / "out" / "x[b]c[link=x].png").is_file()
+    err = proc.stderr.decode()
+    assert "MarkupError" not in err and "Traceback" not in err
+    [line] = [ln for ln in err.splitlines() if ln.startswith("larsr: error:")]
+    assert "[b]bad" in line and "\\x1b" in line and "\\n" in line and "\x1b" not in err
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "larsr_cli", "--version"], capture_output=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0 and "larsr" in proc.stdout.decode()
