@@ -25,6 +25,10 @@ class LarsrConfig:
     vq_res_blocks: int = 1
     codebook_size: int = 256
     code_dim: int = 16
+    # Give E and D the position of each index cell inside its LR pixel (2x2 cells per LR pixel).
+    # Without it the codes must spend themselves on that phase, the LAR learns which code goes
+    # with which phase, and argmax sampling prints one stripe per LR pixel (4 output px).
+    vq_phase: bool = False
     commitment: float = 0.25
     ema_decay: float = 0.99
     # LAR module: patch x patch positions per autoregressive sequence.
@@ -80,6 +84,7 @@ CONFIGS: dict[str, LarsrConfig] = {
         coarse_growth=20,
         coarse_up_features=24,
         cond_stride=4,
+        vq_phase=True,
     ),
     # The paper's scale (RRDB 64x23, 1024 codes of dim 64); needs a GPU to train.
     "paper": LarsrConfig(

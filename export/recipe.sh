@@ -6,7 +6,11 @@
 # textures instead of 99 wallpapers, crops drawn where the texture is (--detail-tries), a deeper
 # and wider coarse net paid for by a condition U-Net on the LR grid, and a VGG feature loss instead
 # of LPIPS-alex in the VQ-VAE stage (LPIPS-alex rewards hatching, and DISTS, which picks the
-# defaults, must not be a training loss).
+# defaults, must not be a training loss), and phase channels in the VQ-VAE (vq_phase: the codes
+# no longer have to encode where a cell sits inside its LR pixel, which is what let the first
+# model's LAR print a stripe every 4 px). In the run that made the shipped weights, vq_phase was
+# added to the config after the coarse stage; its untrained VQ-VAE/LAR parts were rebuilt then,
+# which is what this script does from the start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/larsr-x4-base}

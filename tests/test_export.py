@@ -54,6 +54,62 @@ def test_coarse_condition_decoder_match_torch(sessions, tiny_torch_model, h, w):
     assert _max_diff(sr_onnx, sr) < TOL
 
 
+@pytest.fixture(scope="module")
+def base_shaped(tmp_path_factory):
+    """The tiny model with the 'base' config's structural switches: condition U-Net on the LR grid
+    and phase channels in the VQ-VAE, exported once."""
+    from export.configs import get_config
+    from export.model import LarsrModel
+    from export.to_onnx import export_model
+
+    torch.manual_seed(1)
+    model = LarsrModel(get_config("tiny").with_overrides(cond_stride=4, vq_phase=True)).eval()
+    out = tmp_path_factory.mktemp("models") / "tiny-base-shaped"
+    export_model(model, out, "tiny-base-shaped")
+    return model, out
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_lr_grid_condition_and_phase_decoder_match_torch(base_shaped, h, w):
+    model, folder = base_shaped
+    cond_s = ort.InferenceSession(str(folder / "condition.onnx"), providers=["CPUExecutionProvider"])
+    dec_s = ort.InferenceSession(str(folder / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    torch.manual_seed(h * w + 1)
+    xc = torch.rand(1, 3, 4 * h, 4 * w)
+    idx = torch.randint(0, model.cfg.codebook_size, (1, 2 * h, 2 * w))
+    with torch.no_grad():
+        cond, start = model.lar.condition(xc)
+        sr = model.vqvae.decode(idx, xc)
+    cond_onnx, start_onnx = cond_s.run(None, {"xc": xc.numpy()})
+    assert cond_onnx.shape == tuple(cond.shape) == (1, h // 2, w // 2, 16, model.cfg.lar_features)
+    assert _max_diff(cond_onnx, cond) < TOL and _max_diff(start_onnx, start) < TOL
+    (sr_onnx,) = dec_s.run(None, {"indices": idx.numpy(), "xc": xc.numpy()})
+    assert _max_diff(sr_onnx, sr) < TOL
+
+
+def test_phase_channels_make_the_decoder_depend_on_the_cell_phase(base_shaped):
+    """The same code and coarse image decode differently at the two columns of an LR pixel; a
+    one-cell shift of the whole map moves that phase, so the pixels are not a plain shift."""
+    model, _ = base_shaped
+    xc = torch.full((1, 3, 16, 16), 0.5)
+    idx = torch.zeros(1, 8, 8, dtype=torch.long)
+    with torch.no_grad():
+        sr = model.vqvae.decode(idx, xc)[0]
+    even, odd = sr[:, 4:12, 4:6], sr[:, 4:12, 6:8]  # columns of cells 2 and 3
+    assert float((even - odd).abs().max()) > 1e-4
+
+
+def test_base_shaped_tiles_equal_the_whole_image(base_shaped):
+    from larsr_cli.pipeline import Upscaler
+
+    _, folder = base_shaped
+    up = Upscaler(folder, device="cpu")
+    lr = np.random.default_rng(3).random((24, 40, 3), dtype=np.float32)
+    for t in (0.0, 0.7):
+        whole = up.upscale_array(lr, seed=4, temperature=t, tile=0)
+        assert np.array_equal(whole, up.upscale_array(lr, seed=4, temperature=t, tile=16))
+
+
 @pytest.mark.parametrize("h,w", SIZES)
 def test_lar_step_and_full_match_torch(sessions, tiny_torch_model, h, w):
     m = tiny_torch_model

@@ -85,15 +85,21 @@ class TextureVQVAE(nn.Module):
     def __init__(self, cfg: LarsrConfig) -> None:
         super().__init__()
         ch = cfg.vq_features
+        self.phase = bool(cfg.vq_phase)
+        extra = 2 if self.phase else 0
+        # (1, 8, 1, 1): after depth_to_space(2), channel 0 is the cell's row and channel 1 its
+        # column inside the LR pixel (0 or 1).
+        pattern = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]).view(1, 8, 1, 1)
+        self.register_buffer("phase_pattern", pattern, persistent=False)
         self.encoder = nn.Sequential(  # E: concat(x, xc) at stride 2
-            conv3x3(6 * 4, ch),
+            conv3x3(6 * 4 + extra, ch),
             *(ResBlock(ch) for _ in range(cfg.vq_res_blocks)),
             nn.SiLU(),
             nn.Conv2d(ch, cfg.code_dim, 1),
         )
         self.codebook = EMACodebook(cfg.codebook_size, cfg.code_dim, cfg.ema_decay)
         self.coarse_encoder = nn.Sequential(  # Et: the coarse image at the same stride
-            conv3x3(3 * 4, ch),
+            conv3x3(3 * 4 + extra, ch),
             ResBlock(ch),
         )
         self.decoder = nn.Sequential(  # D: residual over xc
@@ -104,15 +110,30 @@ class TextureVQVAE(nn.Module):
         )
         self.commitment_weight = cfg.commitment
 
+    def with_phase(self, grid: torch.Tensor) -> torch.Tensor:
+        """``grid`` on the index grid, plus the two phase channels when the config asks for them.
+
+        Built from the tensor's own shape (no arange), so it exports with dynamic sizes; tiles
+        start on even index cells, so the phase is the same in every tile.
+        """
+        if not self.phase:
+            return grid
+        zeros = space_to_depth(grid[:, :1] * 0.0, 2)  # (N, 4, H/2, W/2)
+        phase = depth_to_space(torch.cat([zeros, zeros], dim=1) + self.phase_pattern.to(grid.dtype), 2)
+        return torch.cat([grid, phase], dim=1)
+
+    def _encode_input(self, hr: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
+        return self.with_phase(space_to_depth(torch.cat([hr, xc], dim=1), 2))
+
     def encode(self, hr: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
         """Index map ``(N, 2h, 2w)`` of an HR photo given its coarse SR image."""
-        z = self.encoder(space_to_depth(torch.cat([hr, xc], dim=1), 2))
+        z = self.encoder(self._encode_input(hr, xc))
         n, c, h, w = z.shape
         idx = self.codebook.nearest(z.permute(0, 2, 3, 1).reshape(-1, c).float())
         return idx.view(n, h, w)
 
     def decode_quantized(self, quant: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
-        cond = self.coarse_encoder(space_to_depth(xc, 2))
+        cond = self.coarse_encoder(self.with_phase(space_to_depth(xc, 2)))
         residual = depth_to_space(self.decoder(torch.cat([cond, quant], dim=1)), 2)
         return xc + residual
 
@@ -121,7 +142,7 @@ class TextureVQVAE(nn.Module):
         return self.decode_quantized(self.codebook.lookup(indices), xc)
 
     def forward(self, hr: torch.Tensor, xc: torch.Tensor) -> VQOutput:
-        z = self.encoder(space_to_depth(torch.cat([hr, xc], dim=1), 2))
+        z = self.encoder(self._encode_input(hr, xc))
         quant, commit, idx = self.codebook(z)
         sr = self.decode_quantized(quant.to(z.dtype), xc)
         return VQOutput(sr, self.commitment_weight * commit, idx)
