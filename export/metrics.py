@@ -106,4 +106,4 @@ def stripe_score(img: np.ndarray, periods: tuple[int, ...] = (4, 8)) -> float:
                 continue
             around = [line_power[k + d] for d in (-4, -3, -2, 2, 3, 4)]
             ratios.append(line_power[k] / max(float(np.mean(around)), 1e-12))
-    return float(np.mean(ratios)) if ratios else float("nan")
+    return float(np.max(ratios)) if ratios else float("nan")
