@@ -43,7 +43,8 @@ def parse_device(device: str) -> DeviceChoice:
         if "CUDAExecutionProvider" not in available:
             raise LarsrError(
                 f"--device {device}: this onnxruntime has no CUDA provider "
-                "(install larsr[gpu], i.e. onnxruntime-gpu, and a CUDA runtime)"
+                "(pip install 'larsr[gpu]' && pip uninstall -y onnxruntime: the CPU wheel shadows the "
+                "GPU one; a CUDA runtime is needed too)"
             )
         dev_id = int(index or 0)
         return DeviceChoice(
