@@ -321,7 +321,9 @@ def test_device_threads_and_quiet(cli, tmp_path: Path) -> None:
     assert result.output == ""  # --quiet: no summary, nothing at all
     assert_clean_failure(cli(src, "-o", tmp_path / "x.png", "--device", "tpu"), "--device")
     if "CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers():
-        assert_clean_failure(cli(src, "-o", tmp_path / "x.png", "--device", "cuda"), "CUDA", "pip uninstall -y onnxruntime")
+        assert_clean_failure(
+            cli(src, "-o", tmp_path / "x.png", "--device", "cuda"), "CUDA", "pip uninstall -y onnxruntime"
+        )
     assert not (tmp_path / "x.png").exists()
 
 
