@@ -181,6 +181,8 @@ def upscale(
     fmt = "jpg" if fmt.lower() == "jpeg" else fmt.lower()
     jobs = plan_jobs(inputs, NamingOptions(output, fmt, suffix, seed, samples, recursive))
     to_stdout = output == STDIO
+    if to_stdout and sys.stdout.isatty():
+        raise LarsrError("-o - would print image bytes on the terminal; redirect it: -o - > out.png")
     err = Console(stderr=True)
     show = not quiet and err.is_terminal
 

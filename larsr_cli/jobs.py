@@ -8,6 +8,8 @@ the progress bar knows the total.
 from __future__ import annotations
 
 import glob
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +81,28 @@ def _expand(inputs: tuple[str, ...], recursive: bool) -> list[tuple[Path | str, 
     return found
 
 
+def _check_names(opts: NamingOptions) -> None:
+    if not opts.output.strip():
+        raise LarsrError("-o is empty; give an output file, a folder, or - for stdout")
+    if "/" in opts.suffix or os.sep in opts.suffix or ".." in opts.suffix:
+        raise LarsrError(f"--suffix {opts.suffix!r} must be plain text: no path separators or '..'")
+
+
+def _is_earlier_output(src: Path | str, rel: Path | None, opts: NamingOptions, out_path: Path) -> bool:
+    """A file a previous run in the same folder wrote (``stem{suffix}[_sN].ext``): not an input."""
+    if src == STDIO or rel is None or not opts.suffix:
+        return False
+    pattern = re.escape(opts.suffix) + r"(_s\d+)?$"
+    inside = Path(src).resolve().is_relative_to(out_path.resolve())
+    return inside and re.search(pattern, Path(src).stem) is not None
+
+
 def plan_jobs(inputs: tuple[str, ...], opts: NamingOptions) -> list[Job]:
     if not inputs:
         raise LarsrError("no input given; pass image files, folders, globs or - for stdin")
     if opts.samples < 1:
         raise LarsrError("--samples must be at least 1")
+    _check_names(opts)
     sources = _expand(inputs, opts.recursive)
     seeds = [opts.seed + i for i in range(opts.samples)]
     out = opts.output
@@ -93,18 +112,28 @@ def plan_jobs(inputs: tuple[str, ...], opts: NamingOptions) -> list[Job]:
         src = sources[0][0]
         return [Job(src, STDIO, opts.seed, "<stdin>" if src == STDIO else str(src))]
     out_path = Path(out)
-    single_file = (
-        len(sources) == 1
-        and sources[0][1] is None
-        and opts.samples == 1
-        and out_path.suffix.lower() in IMAGE_SUFFIXES
-        and not out_path.is_dir()
-    )
-    if single_file:
+    names_a_file = out_path.suffix.lower() in IMAGE_SUFFIXES and not out_path.is_dir()
+    one_output = len(sources) == 1 and sources[0][1] is None and opts.samples == 1
+    if names_a_file and not one_output:
+        count = len(sources) * opts.samples
+        raise LarsrError(
+            f"-o {out} names one file but {count} outputs would be written; give a folder instead"
+        )
+    explicit_folder = out.endswith(("/", os.sep)) or out_path.is_dir()
+    if out_path.suffix and not names_a_file and not explicit_folder:
+        raise LarsrError(
+            f"-o {out}: {out_path.suffix} is not an image suffix; use .png, .jpg, .webp, .tif or .bmp, "
+            f"or end a folder name with / ({out}/)"
+        )
+    if names_a_file and one_output and sources[0][0] != STDIO:
+        if out_path.resolve() == Path(sources[0][0]).resolve():
+            raise LarsrError(f"-o {out} is the input itself; larsr never replaces the photo it reads")
+    if names_a_file:
         _check_file_target(out_path, opts.format)
         src = sources[0][0]
         return [Job(src, out_path, opts.seed, "<stdin>" if src == STDIO else str(src))]
     jobs = []
+    sources = [(src, rel) for src, rel in sources if not _is_earlier_output(src, rel, opts, out_path)]
     for src, rel in sources:
         stem_rel = (
             rel.with_suffix("") if rel is not None else Path("stdin" if src == STDIO else Path(src).stem)
@@ -115,6 +144,12 @@ def plan_jobs(inputs: tuple[str, ...], opts: NamingOptions) -> list[Job]:
             name = f"{stem_rel.name}{opts.suffix}{sample}{suffix}"
             target = out_path / stem_rel.parent / name
             jobs.append(Job(src, target, seed, "<stdin>" if src == STDIO else str(src)))
+    if not jobs:
+        raise LarsrError(f"every input already is an output of --suffix {opts.suffix!r}; nothing to do")
+    sources_resolved = {Path(s).resolve() for s, _ in sources if s != STDIO}
+    for job in jobs:
+        if Path(job.target).resolve() in sources_resolved:
+            raise LarsrError(f"{job.target} is also an input; larsr never replaces the photo it reads")
     targets = [j.target for j in jobs]
     if len(set(targets)) != len(targets):
         clash = next(t for t in targets if targets.count(t) > 1)

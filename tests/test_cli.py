@@ -779,3 +779,53 @@ def test_python_dash_m_runs_the_cli() -> None:
         [sys.executable, "-m", "larsr_cli", "--version"], capture_output=True, timeout=60, check=False
     )
     assert proc.returncode == 0 and "larsr" in proc.stdout.decode()
+
+
+# ---- output naming: refuse what a careful user would not expect ------------------------------------
+
+
+def _two_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    return write_png(tmp_path / "a.png", 12, 8), write_png(tmp_path / "b.png", 12, 8)
+
+
+def test_one_file_name_for_several_outputs_is_refused(cli, tmp_path: Path) -> None:
+    a, b = _two_inputs(tmp_path)
+    assert_clean_failure(cli(a, b, "-o", tmp_path / "out.png"), "names one file", "2 outputs")
+    assert_clean_failure(cli(a, "-o", tmp_path / "out.png", "--samples", "2"), "names one file")
+    assert_clean_failure(cli(str(tmp_path / "*.png"), "-o", tmp_path / "out.png"), "names one file")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_unknown_output_suffix_and_empty_output_are_refused(cli, tmp_path: Path) -> None:
+    a, _ = _two_inputs(tmp_path)
+    assert_clean_failure(cli(a, "-o", tmp_path / "out.xyz"), ".xyz is not an image suffix")
+    assert not (tmp_path / "out.xyz").exists()
+    assert_clean_failure(cli(a, "-o", ""), "-o is empty")
+    # an explicit folder with a dot in its name is fine when it ends with /
+    assert_ok(cli(a, "-o", f"{tmp_path / 'out.v2'}/"))
+    assert (tmp_path / "out.v2" / "a.png").is_file()
+
+
+def test_suffix_cannot_leave_the_output_folder(cli, tmp_path: Path) -> None:
+    a, _ = _two_inputs(tmp_path)
+    assert_clean_failure(cli(a, "-o", tmp_path / "out", "--suffix", "/../x"), "--suffix")
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "out").exists()
+
+
+def test_the_input_is_never_replaced_even_with_overwrite(cli, tmp_path: Path) -> None:
+    a, _ = _two_inputs(tmp_path)
+    before = a.read_bytes()
+    assert_clean_failure(cli(a, "-o", a, "--overwrite"), "input itself")
+    assert_clean_failure(cli(tmp_path, "-o", tmp_path, "--overwrite"), "also an input")
+    assert a.read_bytes() == before
+
+
+def test_rerun_in_place_with_suffix_skips_earlier_outputs(cli, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_png(folder / "a.png", 12, 8)
+    assert_ok(cli(folder, "-o", folder, "--suffix", "_x4"))
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.png"]
+    result = cli(folder, "-o", folder, "--suffix", "_x4", "--skip-existing")
+    assert_ok(result)
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.png"]  # no a_x4_x4.png
