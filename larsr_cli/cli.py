@@ -183,7 +183,7 @@ def upscale(
     to_stdout = output == STDIO
     if to_stdout and sys.stdout.isatty():
         raise LarsrError("-o - would print image bytes on the terminal; redirect it: -o - > out.png")
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # a warning stays one line in logs, never wrapped at 80
     show = not quiet and err.is_terminal
 
     from .pipeline import Upscaler

@@ -23,6 +23,9 @@ from .jobs import STDIO, Job
 from .pipeline import Upscaler
 
 
+LOW_JPEG_QUALITY = 80  # below it JPEG blocking is visible at x4
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     temperature: float | None = None
@@ -152,6 +155,11 @@ def run_job(
             else:
                 save_image(target, rgb, overwrite=settings.overwrite, **options)
         notes = [str(w.message) for w in caught if issubclass(w.category, AlphaFlattenedWarning)]
+        if image.jpeg_quality is not None and image.jpeg_quality < LOW_JPEG_QUALITY:
+            notes.append(
+                f"a low-quality JPEG (about q{image.jpeg_quality}): larsr is trained on clean photos "
+                "and sharpens its 8x8 blocking into hatched edges; a PNG or high-quality source works best"
+            )
         return JobResult(
             job,
             "done",

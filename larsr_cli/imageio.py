@@ -23,6 +23,8 @@ Pillow quirks this module works around (Pillow 13):
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import io
 import os
@@ -110,6 +112,7 @@ class LoadedImage:
     exif: bytes | None = None
     format: str | None = None
     dpi: tuple[float, float] | None = None
+    jpeg_quality: int | None = None  # estimated from the quantisation tables, JPEG sources only
 
     @property
     def size(self) -> tuple[int, int]:
@@ -219,8 +222,34 @@ def _check_pixels(im: Image.Image, max_pixels: int | None, label: str) -> None:
         raise ImageError(f"{label}: image too large ({w}x{h} = {w * h:,} pixels, limit {limit:,})")
 
 
+# libjpeg's base luminance table (quality 50): quality q scales it by 5000/q below 50 and by
+# 200 - 2q above, which estimate_jpeg_quality inverts.
+_BASE_LUMA_MEAN = float(
+    np.mean(
+        [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56]
+        + [14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104]
+        + [113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+    )
+)
+
+
+def estimate_jpeg_quality(im: Image.Image) -> int | None:
+    """The IJG quality (1-100) a JPEG was most likely saved at, from its luminance table."""
+    tables = getattr(im, "quantization", None)
+    if im.format != "JPEG" or not tables or 0 not in tables:
+        return None
+    scale = 100.0 * float(np.mean(list(tables[0]))) / _BASE_LUMA_MEAN
+    quality = 5000.0 / scale if scale > 100 else (200.0 - scale) / 2.0
+    return int(round(min(100.0, max(1.0, quality))))
+
+
 def _decode(im: Image.Image, raw: Path | bytes, label: str) -> LoadedImage:
     """Fully decode (so truncation shows up now, not mid-upscale), orient, and split channels."""
+    loaded = _decode_pixels(im, raw, label)
+    return dataclasses.replace(loaded, jpeg_quality=estimate_jpeg_quality(im))
+
+
+def _decode_pixels(im: Image.Image, raw: Path | bytes, label: str) -> LoadedImage:
     deep_rawmode = _deep_colour_rawmode(im)
     source_mode = im.mode
     orientation = _orientation(im)  # TIFF drops the tag in load(), so read it first

@@ -829,3 +829,14 @@ def test_rerun_in_place_with_suffix_skips_earlier_outputs(cli, tmp_path: Path) -
     result = cli(folder, "-o", folder, "--suffix", "_x4", "--skip-existing")
     assert_ok(result)
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.png"]  # no a_x4_x4.png
+
+
+def test_low_quality_jpeg_gets_one_warning(sub, tmp_path: Path) -> None:
+    for q in (40, 95):
+        Image.fromarray(rgb8(24, 32)).save(tmp_path / f"q{q}.jpg", quality=q)
+        proc = sub(tmp_path / f"q{q}.jpg", "-o", tmp_path / f"out{q}.png")
+        assert proc.returncode == 0, proc.stderr
+        warnings = [ln for ln in proc.stderr.decode().splitlines() if "low-quality JPEG" in ln]
+        assert len(warnings) == (1 if q == 40 else 0), proc.stderr
+        if q == 40:
+            assert "q40" in warnings[0] and warnings[0].startswith("larsr: warning:")
