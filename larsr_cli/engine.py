@@ -22,7 +22,6 @@ from .imageio import AlphaFlattenedWarning, LoadedImage, encode_image, load_imag
 from .jobs import STDIO, Job
 from .pipeline import Upscaler
 
-
 LOW_JPEG_QUALITY = 80  # below it JPEG blocking is visible at x4
 
 

@@ -24,7 +24,6 @@ Pillow quirks this module works around (Pillow 13):
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 import io
 import os
