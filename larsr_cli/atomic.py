@@ -45,7 +45,7 @@ _NO_HARDLINK_ERRNOS = frozenset(
 
 def exists_message(path: Path) -> str:
     """The one-line refusal shared by the early check and the final no-clobber commit."""
-    return f"{path}: exists; use --overwrite or --skip-existing"
+    return f"{path}: exists; pass overwrite=True to replace it (larsr: --overwrite or --skip-existing)"
 
 
 def os_reason(exc: OSError) -> str:

@@ -82,7 +82,7 @@ class Upscaler:
     def check_scale(self, scale: float) -> None:
         """The one place that says which ``--scale`` values are allowed."""
         if not (1.0 <= scale <= self.scale):
-            raise LarsrError(f"--scale must be between 1 and {self.scale}, got {scale:g}")
+            raise LarsrError(f"scale (--scale) must be between 1 and {self.scale}, got {scale:g}")
 
     def output_size(self, width: int, height: int, scale: float) -> tuple[int, int]:
         self.check_scale(scale)
@@ -132,10 +132,10 @@ class Upscaler:
         """Refuse an explicit tile size whose working memory cannot fit in this machine's RAM."""
         need = max(t.context.height * t.context.width for t in tiles) * self.bytes_per_lr_pixel()
         if need > self.memory_limit:
-            what = "the whole image (--tile 0)" if requested == 0 else f"--tile {requested}"
+            what = "the whole image (tile=0, --tile 0)" if requested == 0 else f"tile={requested} (--tile)"
             raise LarsrError(
                 f"{what} needs about {need / 1e9:.1f} GB of working memory, more than the "
-                f"{self.memory_limit / 1e9:.1f} GB available; use --tile auto or a smaller --tile"
+                f"{self.memory_limit / 1e9:.1f} GB available; use tile='auto' (--tile auto) or a smaller tile"
             )
 
     # -- one tile ---------------------------------------------------------------------------------

@@ -510,7 +510,7 @@ def _leftovers(folder: Path) -> list[str]:
 def test_existing_output_is_not_clobbered(tmp_path: Path) -> None:
     out = tmp_path / "out.png"
     out.write_bytes(b"precious")
-    with pytest.raises(ImageError, match="exists; use --overwrite or --skip-existing") as exc:
+    with pytest.raises(ImageError, match="exists; pass overwrite=True") as exc:
         save_image(out, np.zeros((H, W, 3), np.float32))
     assert_one_line(exc, "out.png")
     assert out.read_bytes() == b"precious"
