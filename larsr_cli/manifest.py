@@ -109,36 +109,87 @@ def parse_manifest(data: Any, where: str = "manifest") -> Manifest:
     if missing:
         raise ModelError(f"{where}: manifest lacks {', '.join(missing)}")
     files = data["files"]
-    absent = [name for name in REQUIRED_FILES if name not in files or "sha256" not in files[name]]
+    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+        raise ModelError(f"{where}: manifest files must map file names to objects")
+    for name, entry in files.items():
+        _check_file_entry(name, entry, where)
+    absent = [name for name in REQUIRED_FILES if name not in files]
     if absent:
         raise ModelError(f"{where}: manifest has no sha256 for {', '.join(absent)}")
     rf = data["receptive_field"]
     if not isinstance(rf, dict) or not all(name in rf for name in STAGES):
         raise ModelError(f"{where}: manifest receptive_field must name {', '.join(STAGES)}")
+    lar = data.get("lar", {})
+    if not isinstance(lar, dict):
+        raise ModelError(f"{where}: manifest lar must be an object")
+    layers = _int(lar, "layers", 1, 64, where, "lar.")
+    heads = _int(lar, "heads", 1, 64, where, "lar.")
+    features = _int(lar, "features", 1, 4096, where, "lar.")
+    if features % heads:
+        raise ModelError(
+            f"{where}: manifest lar.features ({features}) must be a multiple of lar.heads ({heads})"
+        )
+    del layers
     return Manifest(
-        name=str(data["name"]),
-        scale=int(data["scale"]),
-        patch_size=int(data["patch_size"]),
-        codebook_size=int(data["codebook_size"]),
-        tile_multiple=int(data["tile_multiple"]),
-        receptive_field={k: int(v) for k, v in rf.items()},
-        default_temperature=float(data["default_temperature"]),
+        name=_text(data, "name", where),
+        scale=_int(data, "scale", 1, 16, where),
+        patch_size=_int(data, "patch_size", 1, 16, where),
+        codebook_size=_int(data, "codebook_size", 2, 1 << 20, where),
+        tile_multiple=_int(data, "tile_multiple", 1, 256, where),
+        receptive_field={k: _int(rf, k, 0, 4096, where, "receptive_field.") for k in rf},
+        default_temperature=_number(data, "default_temperature", 0.0, 2.0, where),
         files=dict(files),
         format_version=int(version),
         licence=str(data.get("licence", "")),
-        training_data=dict(data.get("training_data", {})),
-        config=dict(data.get("config", {})),
-        metrics=dict(data.get("metrics", {})),
-        lar=dict(data.get("lar", {})),
-        default_texture=_unit_interval(data.get("default_texture", 1.0), "default_texture", where),
+        training_data=dict(data.get("training_data", {}))
+        if isinstance(data.get("training_data"), dict)
+        else {},
+        config=dict(data.get("config", {})) if isinstance(data.get("config"), dict) else {},
+        metrics=dict(data.get("metrics", {})) if isinstance(data.get("metrics"), dict) else {},
+        lar=dict(lar),
+        default_texture=_number(data, "default_texture", 0.0, 1.0, where, default=1.0),
     )
 
 
-def _unit_interval(value: Any, key: str, where: str) -> float:
-    """A number in [0, 1]; anything else is one line naming the manifest and the key."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ModelError(f"{where}: manifest {key} must be a number between 0 and 1, got {value!r}")
+def _int(data: dict, key: str, lo: int, hi: int, where: str, prefix: str = "") -> int:
+    """An integer field in [lo, hi]: "four", 1e400, true or 0 are one line naming the key."""
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ModelError(
+            f"{where}: manifest {prefix}{key} must be an integer from {lo} to {hi}, got {value!r}"
+        )
+    return int(value)
+
+
+def _number(data: dict, key: str, lo: float, hi: float, where: str, default: float | None = None) -> float:
+    value = data.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= float(value) <= hi
+    if not ok:  # also refuses nan, which fails every comparison
+        raise ModelError(f"{where}: manifest {key} must be a number from {lo:g} to {hi:g}, got {value!r}")
     return float(value)
+
+
+def _text(data: dict, key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ModelError(f"{where}: manifest {key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_file_entry(name: object, entry: dict, where: str) -> None:
+    """Plain file names only (no folders, no '..', no absolute paths) and a real sha256: every
+    reader (loading, --verify, models, the Hub) then stays inside the model folder."""
+    plain = isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+    if not plain or name.startswith("."):
+        raise ModelError(
+            f"{where}: manifest file name {name!r} must be a plain file name in the model folder"
+        )
+    digest = entry.get("sha256")
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ModelError(f"{where}: manifest sha256 of {name} must be 64 lowercase hex digits")
+    size = entry.get("bytes")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ModelError(f"{where}: manifest bytes of {name} must be a non-negative integer")
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -153,7 +204,7 @@ def read_manifest_file(path: Path, where: str) -> Manifest:
     """Decode and validate one manifest file; errors name ``where`` (a path or a Hub reference)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
         raise ModelError(f"{where}: not a larsr model (unreadable {MANIFEST_NAME}: {exc})") from None
     return parse_manifest(data, where=where)
 

@@ -46,6 +46,7 @@ def model_files(tag: str, prefix: str = "", version: int = FORMAT_VERSION) -> di
         tile_multiple=8,
         receptive_field=fields,
         default_temperature=0.8,
+        lar={"layers": 2, "heads": 2, "features": 16, "index_stride": 2},
         files={n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in graphs.items()},
         format_version=version,
     )
@@ -436,3 +437,59 @@ def test_subfolder_reference(tmp_path, hub_server):
     assert_model_folder(folder, files, prefix="weights/x4/")
     [row] = [r for r in json.loads(listing.stdout) if r["source"] == "hub"]
     assert row["reference"] == "hf://owner/collection/weights/x4@v1" and row["verified"]
+
+
+# --------------------------------------------------------------------------------------------------
+# malformed manifests: one line naming the key, never a traceback or "internal error"
+
+
+def _set(*keys: str, value: object = None, delete: bool = False):
+    def mutate(data: dict) -> None:
+        for key in keys[:-1]:
+            data = data[key]
+        if delete:
+            del data[keys[-1]]
+        else:
+            data[keys[-1]] = value
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (_set("scale", value="four"), "scale"),
+        (_set("scale", value=0), "scale"),
+        (_set("patch_size", value=1e400), "patch_size"),
+        (_set("tile_multiple", value=0), "tile_multiple"),
+        (_set("lar", "heads", value=0), "lar.heads"),
+        (_set("lar", delete=True), "lar.layers"),
+        (_set("default_temperature", value=float("nan")), "default_temperature"),
+        (_set("files", "decoder.onnx", value="not-a-dict"), "files"),
+        (_set("files", "decoder.onnx", "sha256", value=12345), "sha256"),
+        (_set("files", "../secret.txt", value={"sha256": "0" * 64}), "plain file name"),
+        (_set("files", "/etc/hostname", value={"sha256": "0" * 64}), "plain file name"),
+    ],
+)
+def test_malformed_manifest_is_one_line(tmp_path, mutate, needle):
+    from larsr_cli.cli import main
+
+    folder = _write_model(tmp_path / "m", "bad")
+    data = json.loads((folder / "manifest.json").read_text())
+    mutate(data)
+    (folder / "manifest.json").write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["info", str(folder), "--verify"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    [line] = [ln for ln in result.output.splitlines() if ln.startswith("larsr: error:")]
+    assert needle in line, line
+
+
+def test_deeply_nested_manifest_is_one_line(tmp_path):
+    from larsr_cli.cli import main
+
+    folder = _write_model(tmp_path / "m", "deep")
+    (folder / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = CliRunner().invoke(main, ["info", str(folder)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "not a larsr model" in result.output
