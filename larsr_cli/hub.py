@@ -343,7 +343,11 @@ def _remove_cached_file(path: Path, local_dir: Path | None) -> None:
             if link.is_symlink() and Path(os.path.realpath(link)) == blob:
                 link.unlink(missing_ok=True)
     path.unlink(missing_ok=True)
-    blob.unlink(missing_ok=True)
+    # Only a blob of this repo's own cache folder is ours to delete: a crafted snapshot link can
+    # point anywhere, and following it must never delete a user's file.
+    repo_blobs = snapshots.parent / "blobs"
+    if snapshots.name == "snapshots" and blob.parent == Path(os.path.realpath(repo_blobs)):
+        blob.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -493,3 +493,20 @@ def test_deeply_nested_manifest_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["info", str(folder)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "not a larsr model" in result.output
+
+
+def test_failed_verification_never_deletes_outside_the_cache(tmp_path, hub_server):
+    """A crafted snapshot link to a user's file: verification fails, the link goes, the file stays."""
+    hub_server.add("owner/model", single_commit_repo("a"))
+    env = hub_env(tmp_path, hub_server.url)
+    assert larsr(env, "download", "owner/model").returncode == 0
+    snapshot = cache_dir(tmp_path) / "models--owner--model" / "snapshots" / C1
+    precious = tmp_path / "my-thesis.txt"
+    precious.write_text("years of work")
+    (snapshot / "decoder.onnx").unlink()
+    (snapshot / "decoder.onnx").symlink_to(precious)
+    hub_server.stop()
+    [refused] = batch(dict(env, HF_HUB_OFFLINE="1"), ("resolve", "hf://owner/model"))
+    assert "failed verification" in refused["error"]
+    assert precious.read_text() == "years of work"
+    assert not (snapshot / "decoder.onnx").is_symlink()
