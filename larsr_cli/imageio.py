@@ -56,6 +56,11 @@ __all__ = [
 ORIENTATION_TAG = 0x0112
 EXIF_HEADER = b"Exif\x00\x00"
 
+# The decoders larsr lets Pillow run, whatever a file's name says: raster photo formats only.
+# Without it an EPS named photo.png makes Pillow call Ghostscript, and rarely used decoders widen
+# what a hostile file can reach.
+READABLE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+
 FORMAT_SUFFIXES: dict[str, str] = {
     "PNG": ".png",
     "JPEG": ".jpg",
@@ -143,7 +148,7 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(openable) as im:
+            with Image.open(openable, formats=READABLE_FORMATS) as im:
                 _check_pixels(im, max_pixels, label)
                 return _decode(im, raw, label)
     except ImageError:

@@ -637,3 +637,15 @@ def test_integer_pixels_are_written_like_float_pixels(tmp_path, bits):
     b = cv2.imread(str(from_floats), cv2.IMREAD_UNCHANGED)
     assert a.dtype == dtype and np.array_equal(a, b)
     assert np.array_equal(a[..., ::-1], ints)
+
+
+def test_only_raster_photo_decoders_run_whatever_the_name(tmp_path):
+    """An EPS (or PSD, ICO, ...) named .png is refused before any decoder of it runs."""
+    eps = tmp_path / "photo.png"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(eps)
+    ico = tmp_path / "icon.png"
+    Image.new("RGB", (16, 16), "red").save(ico, format="ICO")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(ico)
