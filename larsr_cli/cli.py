@@ -7,6 +7,7 @@ exit code 1; ``--debug`` shows tracebacks. Ctrl-C exits 130 and leaves no partia
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 MAX_TEMPERATURE = 2.0  # beyond it the codes are near-uniform noise; -t 256 is usually a tile size
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # more only oversubscribes, and under a pids limit hangs
 MAX_SAMPLES = 10_000  # each sample is a planned job; a typo like 100000000 must not eat the RAM
 MAX_SEED = 2**63  # Philox keys are 64-bit; seeds SEED..SEED+N-1 must all fit
 
@@ -131,7 +133,12 @@ def _finite_temperature(value: float | None) -> float | None:
     help="Tile size in LR pixels; 0 = whole image; auto fits ~1 GB of working memory.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
+@click.option(
+    "--threads",
+    type=click.IntRange(1, MAX_THREADS),
+    default=None,
+    help=f"CPU threads, at most {MAX_THREADS} (default: all cores).",
+)
 @click.option(
     "--format",
     "fmt",

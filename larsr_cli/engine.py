@@ -22,6 +22,7 @@ from .imageio import AlphaFlattenedWarning, LoadedImage, encode_image, load_imag
 from .jobs import STDIO, Job
 from .pipeline import Upscaler
 
+MAX_STDIN_BYTES = 1 << 30  # an image on a pipe is read whole; a runaway producer must not fill RAM
 LOW_JPEG_QUALITY = 80  # below it JPEG blocking is visible at x4
 
 
@@ -92,7 +93,12 @@ class Summary:
 
 def _read_source(job: Job) -> LoadedImage:
     if job.source == STDIO:
-        data = sys.stdin.buffer.read()
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # closed or replaced standard input
+            raise ImageError("<stdin>: standard input is closed")
+        data = stdin.read(MAX_STDIN_BYTES + 1)
+        if len(data) > MAX_STDIN_BYTES:
+            raise ImageError(f"<stdin>: more than {MAX_STDIN_BYTES >> 20} MiB; pass a file path instead")
         return load_image(data, name="<stdin>")
     return load_image(job.source)
 

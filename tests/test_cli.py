@@ -840,3 +840,22 @@ def test_low_quality_jpeg_gets_one_warning(sub, tmp_path: Path) -> None:
         assert len(warnings) == (1 if q == 40 else 0), proc.stderr
         if q == 40:
             assert "q40" in warnings[0] and warnings[0].startswith("larsr: warning:")
+
+
+def test_threads_are_bounded(cli, tmp_path: Path) -> None:
+    src = write_png(tmp_path / "p.png", 12, 8)
+    result = cli(src, "-o", tmp_path / "o.png", "--threads", "100000")
+    assert result.exit_code == 2 and "--threads" in result.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_stdin_over_the_cap_is_one_line(cli, tmp_path: Path, monkeypatch) -> None:
+    import larsr_cli.engine as engine
+
+    data = io.BytesIO()
+    Image.fromarray(rgb8(64, 64)).save(data, format="PNG")
+    monkeypatch.setattr(engine, "MAX_STDIN_BYTES", len(data.getvalue()) - 1)  # 1 GiB in real use
+    assert_clean_failure(cli("-", "-o", tmp_path / "o.png", input=data.getvalue()), "<stdin>", "MiB")
+    assert not (tmp_path / "o.png").exists()
+    monkeypatch.setattr(engine, "MAX_STDIN_BYTES", len(data.getvalue()))
+    assert_ok(cli("-", "-o", tmp_path / "o.png", input=data.getvalue()))
