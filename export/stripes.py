@@ -12,9 +12,9 @@ that isolate one part at a time:
   this is striped too, single codes draw the stripes (codebook + decoder);
 - ``constant``: the most used code everywhere: the decoder's own pattern for one code.
 
-It also reports how the LAR's argmax codes depend on the column inside a patch (``column_bias``:
-the share of cells whose code equals the code two columns to the right minus one column to the
-right). A period of 4 output px is 2 index cells, so alternation between neighbouring cells at
+It also reports, for the LAR's argmax codes and the oracle's, how a code depends on its column
+(``column_bias``: the share of cells whose code equals the code two columns to the right, minus
+the share equal to the next column's). A period of 4 output px is 2 index cells, so alternation between neighbouring cells at
 the same row is the signature of a position-dependent LAR prediction.
 """
 
@@ -50,7 +50,7 @@ def diagnose(model: Path, data: Path, checkpoint: Path | None) -> dict:
         torch.set_grad_enabled(False)
     rng = np.random.default_rng(0)
     scores: dict[str, list[float]] = {}
-    same_next, same_skip = [], []
+    same: dict[str, list[tuple[float, float]]] = {}
     for _, hr, lr in load_set(data, "detail"):
         xc = upscaler.coarse_array(lr).transpose(2, 0, 1)[None].astype(np.float32)
         h2, w2 = 2 * lr.shape[0], 2 * lr.shape[1]
@@ -69,15 +69,20 @@ def diagnose(model: Path, data: Path, checkpoint: Path | None) -> dict:
         scores.setdefault("coarse", []).append(stripe_score(np.clip(xc[0].transpose(1, 2, 0), 0, 1)))
         for name, idx in maps.items():
             scores.setdefault(name, []).append(stripe_score(_decode(upscaler, idx, xc)))
-        c = codes[0]
-        same_next.append(float((c[:, 1:] == c[:, :-1]).mean()))
-        same_skip.append(float((c[:, 2:] == c[:, :-2]).mean()))
-    return {
-        "stripe_score": {k: float(np.mean(v)) for k, v in scores.items()},
-        "lar_t0_same_code_next_column": float(np.mean(same_next)),
-        "lar_t0_same_code_two_columns": float(np.mean(same_skip)),
-        "column_bias": float(np.mean(same_skip) - np.mean(same_next)),
-    }
+        for name in ("lar_t0", "oracle"):
+            if name in maps:
+                c = maps[name][0]
+                pair = (float((c[:, 1:] == c[:, :-1]).mean()), float((c[:, 2:] == c[:, :-2]).mean()))
+                same.setdefault(name, []).append(pair)
+    result: dict = {"stripe_score": {k: float(np.mean(v)) for k, v in scores.items()}}
+    for name, pairs in same.items():
+        nxt, skip = (float(np.mean(v)) for v in zip(*pairs, strict=True))
+        result[name] = {
+            "same_code_next_column": nxt,
+            "same_code_two_columns": skip,
+            "column_bias": skip - nxt,
+        }
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
