@@ -14,8 +14,8 @@ that isolate one part at a time:
 
 It also reports, for the LAR's argmax codes and the oracle's, how a code depends on its column
 (``column_bias``: the share of cells whose code equals the code two columns to the right, minus
-the share equal to the next column's). A period of 4 output px is 2 index cells, so alternation between neighbouring cells at
-the same row is the signature of a position-dependent LAR prediction.
+the share equal to the next column's). A period of 4 output px is 2 index cells, so alternation
+between neighbouring cells of a row is the signature of a phase-dependent code.
 """
 
 from __future__ import annotations
