@@ -137,8 +137,11 @@ def run_larsr(
 ) -> list[Method]:
     """The three larsr columns: coarse alone, T=0, and the default T over several seeds."""
     coarse = Method("larsr_coarse", "larsr coarse SR")
-    t0 = Method("larsr_t0", "larsr T=0")
-    tdef = Method("larsr_tdef", f"larsr T={temperature:g}", stochastic=True, info={"seeds": seeds})
+    texture = upscaler.default_texture
+    t0 = Method("larsr_t0", f"larsr T=0 S={texture:g}")
+    tdef = Method(
+        "larsr_tdef", f"larsr T={temperature:g} S={texture:g}", stochastic=True, info={"seeds": seeds}
+    )
     for name, lr in images:
         log(f"  larsr: {name}")
         coarse.add(name, *timed(larsr_coarse, upscaler, lr))
