@@ -84,7 +84,6 @@ CONFIGS: dict[str, LarsrConfig] = {
         coarse_growth=20,
         coarse_up_features=24,
         cond_stride=4,
-        vq_phase=True,
     ),
     # The paper's scale (RRDB 64x23, 1024 codes of dim 64); needs a GPU to train.
     "paper": LarsrConfig(

@@ -81,6 +81,30 @@ def stage_parameters(model: LarsrModel, parts: tuple[str, ...]) -> list[torch.nn
     return [p for part in parts for p in getattr(model, part).parameters() if p.requires_grad]
 
 
+def stripe_penalty(sr: torch.Tensor, hr: torch.Tensor, periods: tuple[int, ...] = (4, 8)) -> torch.Tensor:
+    """How much more the output's luma peaks at 4 and 8 px periods than the HR crop's does.
+
+    The differentiable twin of ``export.metrics.stripe_score``: per image, axis and period, the
+    power on that spectral line over the mean power 2-4 bins either side; only an excess over the
+    HR crop's own ratio is penalised, so real periodic texture (bricks, fabric) costs nothing.
+    """
+
+    def ratios(img: torch.Tensor) -> torch.Tensor:
+        y = 0.299 * img[:, 0] + 0.587 * img[:, 1] + 0.114 * img[:, 2]
+        y = y - y.mean(dim=(1, 2), keepdim=True)
+        power = torch.fft.fft2(y).abs() ** 2
+        out = []
+        for axis, n in ((2, y.shape[2]), (1, y.shape[1])):
+            line = power.mean(dim=3 - axis)  # (N, n)
+            for p in periods:
+                k = n // p
+                around = line[:, [k + d for d in (-4, -3, -2, 2, 3, 4)]].mean(dim=1)
+                out.append(line[:, k] / (around + 1e-8))
+        return torch.stack(out, dim=1)
+
+    return torch.relu(ratios(sr.float()) - ratios(hr.float())).mean()
+
+
 class StageLoss:
     """The loss of one stage, computed from an (lr, hr) batch."""
 
@@ -92,8 +116,10 @@ class StageLoss:
         consistency_weight: float,
         joint: bool,
         lpips_net: str = "alex",
+        stripe_weight: float = 0.0,
     ):
         self.model, self.stage, self.joint = model, stage, joint
+        self.stripe_weight = stripe_weight
         self.consistency_weight = consistency_weight
         self.lpips = None
         if stage == "vqvae" and lpips_weight > 0:
@@ -131,6 +157,10 @@ class StageLoss:
                 perc = self.lpips(sr.clamp(0, 1), hr).mean()
                 loss = loss + self.lpips_weight * perc
                 stats["lpips"] = perc.item()
+            if self.stripe_weight > 0:
+                stripes = stripe_penalty(sr.clamp(0, 1), hr)
+                loss = loss + self.stripe_weight * stripes
+                stats["stripes"] = stripes.item()
             stats["codes_used"] = torch.unique(out.indices).numel()
             if coarse_loss is not None:
                 loss = loss + coarse_loss
@@ -204,7 +234,9 @@ def train(args: argparse.Namespace) -> None:
         detail_tries=args.detail_tries,
     )
     val = val_images(args.data, max_side=args.val_side)
-    loss_fn = StageLoss(model, args.stage, args.lpips, args.consistency, args.joint_coarse, args.lpips_net)
+    loss_fn = StageLoss(
+        model, args.stage, args.lpips, args.consistency, args.joint_coarse, args.lpips_net, args.stripes
+    )
     use_bf16 = device.type == "cpu" and args.bf16
     budget = args.minutes * 60
     deadline = time.time() + budget
@@ -273,6 +305,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=("alex", "vgg"),
         default="alex",
         help="backbone of the perceptual loss; vgg is the VGG feature loss of ESRGAN-style training",
+    )
+    p.add_argument(
+        "--stripes",
+        type=float,
+        default=0.0,
+        help="VQ-VAE stage: weight of the penalty on 4/8 px spectral lines the HR crop does not have",
     )
     p.add_argument(
         "--detail-tries",
