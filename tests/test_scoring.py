@@ -73,3 +73,20 @@ def test_detail_crops_are_fixed_varied_and_held_out():
     for c in crops:
         assert data.split_of(c["name"]) != "train", c["name"]
         assert c["name"].split("__")[0] in data.DETAIL_PACKAGES
+
+
+def test_stripe_penalty_charges_only_stripes_the_hr_crop_lacks():
+    torch = pytest.importorskip("torch")
+    from export.train import stripe_penalty
+
+    hr = torch.from_numpy(_photo(3, 96).transpose(2, 0, 1).copy())[None]
+    assert float(stripe_penalty(hr, hr)) == 0.0
+    striped = hr.clone().requires_grad_(True)
+    bump = torch.zeros_like(hr)
+    bump[..., ::4] = 0.05
+    loss = stripe_penalty(striped + bump, hr)
+    assert float(loss) > 0.1
+    loss.backward()
+    assert striped.grad is not None and float(striped.grad.abs().sum()) > 0
+    # an HR crop that has the stripes itself (bricks, fabric) is not penalised for keeping them
+    assert float(stripe_penalty(hr + bump, hr + bump)) == 0.0
