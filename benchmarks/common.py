@@ -285,13 +285,6 @@ def write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def finite(x: float | None) -> float | None:
-    """JSON has no inf/nan; identical images give PSNR inf, stored as None (shown as 'inf')."""
-    if x is None or not np.isfinite(x):
-        return None
-    return float(x)
-
-
 def log(msg: str) -> None:
     """Progress on stderr, so stdout stays clean for anything piped."""
     print(msg, file=sys.stderr, flush=True)

@@ -88,13 +88,14 @@ def _check_names(opts: NamingOptions) -> None:
         raise LarsrError(f"--suffix {opts.suffix!r} must be plain text: no path separators or '..'")
 
 
-def _is_earlier_output(src: Path | str, rel: Path | None, opts: NamingOptions, out_path: Path) -> bool:
-    """A file a previous run in the same folder wrote (``stem{suffix}[_sN].ext``): not an input."""
+def _is_earlier_output(src: Path | str, rel: Path | None, opts: NamingOptions, out_root: Path) -> bool:
+    """A file a previous run in the same folder wrote (``stem{suffix}[_sN].ext``): not an input.
+    ``out_root`` is the output folder, already resolved once by the caller."""
     if src == STDIO or rel is None or not opts.suffix:
         return False
-    pattern = re.escape(opts.suffix) + r"(_s\d+)?$"
-    inside = Path(src).resolve().is_relative_to(out_path.resolve())
-    return inside and re.search(pattern, Path(src).stem) is not None
+    if re.search(re.escape(opts.suffix) + r"(_s\d+)?$", Path(src).stem) is None:
+        return False  # the cheap name test first: most sources never touch the filesystem here
+    return Path(src).resolve().is_relative_to(out_root)
 
 
 def plan_jobs(inputs: tuple[str, ...], opts: NamingOptions) -> list[Job]:
@@ -133,7 +134,8 @@ def plan_jobs(inputs: tuple[str, ...], opts: NamingOptions) -> list[Job]:
         src = sources[0][0]
         return [Job(src, out_path, opts.seed, "<stdin>" if src == STDIO else str(src))]
     jobs = []
-    sources = [(src, rel) for src, rel in sources if not _is_earlier_output(src, rel, opts, out_path)]
+    out_root = out_path.resolve()
+    sources = [(src, rel) for src, rel in sources if not _is_earlier_output(src, rel, opts, out_root)]
     for src, rel in sources:
         stem_rel = (
             rel.with_suffix("") if rel is not None else Path("stdin" if src == STDIO else Path(src).stem)

@@ -122,14 +122,13 @@ def parse_manifest(data: Any, where: str = "manifest") -> Manifest:
     lar = data.get("lar", {})
     if not isinstance(lar, dict):
         raise ModelError(f"{where}: manifest lar must be an object")
-    layers = _int(lar, "layers", 1, 64, where, "lar.")
+    _int(lar, "layers", 1, 64, where, "lar.")
     heads = _int(lar, "heads", 1, 64, where, "lar.")
     features = _int(lar, "features", 1, 4096, where, "lar.")
     if features % heads:
         raise ModelError(
             f"{where}: manifest lar.features ({features}) must be a multiple of lar.heads ({heads})"
         )
-    del layers
     return Manifest(
         name=_text(data, "name", where),
         scale=_int(data, "scale", 1, 16, where),
