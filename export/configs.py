@@ -29,6 +29,8 @@ class LarsrConfig:
     # Without it the codes must spend themselves on that phase, the LAR learns which code goes
     # with which phase, and argmax sampling prints one stripe per LR pixel (4 output px).
     vq_phase: bool = False
+    # Encoder outputs and codes on the unit sphere (see EMACodebook.prepare); off for old checkpoints.
+    vq_cosine: bool = False
     commitment: float = 0.25
     ema_decay: float = 0.99
     # LAR module: patch x patch positions per autoregressive sequence.

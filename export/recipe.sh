@@ -1,35 +1,38 @@
 #!/usr/bin/env bash
-# The exact recipe behind models/larsr-x4 (round 3: the "base" config, trained from scratch on a
-# 2-core Intel Xeon with AMX, bf16 autocast, about 95 minutes). Each stage resumes from $RUN if it
-# was interrupted; budgets are wall-clock minutes, --steps sets the length of the cosine schedule.
-# What changed against rounds 1-2 (git history has their recipe): 500+ photos and photographic
-# textures instead of 99 wallpapers, crops drawn where the texture is (--detail-tries), a deeper
-# and wider coarse net paid for by a condition U-Net on the LR grid, and a VGG feature loss instead
-# of LPIPS-alex in the VQ-VAE stage (LPIPS-alex rewards hatching, and DISTS, which picks the
-# defaults, must not be a training loss), a penalty on 4/8 px spectral lines the HR crop lacks
-# (--stripes), and a frozen coarse net in the VQ-VAE stage (joint refinement lowered it). A first
-# attempt with phase channels in the VQ-VAE (config vq_phase) made stripes worse: the decoder used
-# the phase to print a fixed 4 px pattern even from the oracle codes
-# (records/larsr-x4-phase-attempt-stripes.json), so the shipped config leaves it off. In the run
-# behind the shipped weights the VQ-VAE and LAR were restarted from the coarse stage's weights.
+# The exact recipe behind models/larsr-x4 (round 4: config "base" with a cosine codebook, on a
+# 2-core Intel Xeon with AMX, bf16 autocast). Each stage resumes from $RUN if it was interrupted;
+# budgets are wall-clock minutes, --steps sets the length of the cosine schedule.
+#
+# Round 4 keeps round 3's coarse and LAR weights as a start (INIT, the round-3 run: its recipe is
+# in git history) and retrains the VQ-VAE from scratch, because round 3's decoder had learned to
+# ignore its codes: with the HR photo's own codes ("oracle", python -m export.oracle) it added
+# 1/255 on average and gained 0.00 dB over the coarse net, so no sampler could make texture pay.
+# Two causes, each measured on a 300-step probe: L1 keeps the decoder at its zero-residual start
+# (the median of noise-like residuals is zero; an MSE term breaks out after ~200 steps, a
+# 16-channel continuous bottleneck alone did not with L1), and plain L2 codes shrank with the
+# commitment loss (3e-5) until they carried nothing; codes now live on the unit sphere
+# (vq_cosine). A small patch-GAN term joins once the decoder draws something (--gan-start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN=${RUN:-runs/larsr-x4-base}
-STAGES=${STAGES:-"data coarse vqvae lar export evaluate"}
+RUN=${RUN:-runs/larsr-x4-r4}
+INIT=${INIT:-runs/larsr-x4-base/model.pt}
+STAGES=${STAGES:-"data vqvae oracle lar export evaluate"}
 COMMON=(--config base --run "$RUN" --bf16 --batch 16 --hr-size 96 --detail-tries 4)
 for stage in $STAGES; do
   case $stage in
     data) python -m export.data fetch data && python -m export.lpips convert ;;
     coarse) python -m export.train --stage coarse "${COMMON[@]}" --minutes "${COARSE_MIN:-36}" \
               --steps 14000 --lr 1e-3 --log-every 100 ;;
-    vqvae) python -m export.train --stage vqvae "${COMMON[@]}" --minutes "${VQVAE_MIN:-11}" \
-              --steps 900 --lr 5e-4 --lpips 0.3 --lpips-net vgg --stripes 0.1 --no-joint-coarse \
-              --log-every 50 ;;
-    lar) python -m export.train --stage lar "${COMMON[@]}" --minutes "${LAR_MIN:-20}" \
-              --steps 3500 --lr 1e-3 --log-every 100 ;;
-    export) python -m export.to_onnx --checkpoint "$RUN/model.pt" --out models/larsr-x4 --name larsr-x4 \
+    vqvae) python -m export.train --stage vqvae "${COMMON[@]}" --minutes "${VQVAE_MIN:-45}" \
+              --init "$INIT" --reinit vqvae --override vq_cosine=true \
+              --steps 3200 --lr 5e-4 --l1 1 --mse 10 --lpips 0.1 --lpips-net vgg --stripes 0.1 \
+              --gan 0.05 --gan-start 1200 --no-joint-coarse --log-every 50 ;;
+    oracle) python -m export.oracle --checkpoint "$RUN/model.pt" --json > "$RUN/oracle.json" ;;
+    lar) python -m export.train --stage lar "${COMMON[@]}" --minutes "${LAR_MIN:-50}" \
+              --steps 6000 --lr 1e-3 --log-every 100 ;;
+    export) python -m export.to_onnx --checkpoint "$RUN/model.pt" --out "${OUT:-models/larsr-x4}" --name larsr-x4 \
               --data data/photos ;;
-    evaluate) python -m export.evaluate --model models/larsr-x4 --data data/photos \
+    evaluate) python -m export.evaluate --model "${OUT:-models/larsr-x4}" --data data/photos \
               --out "$RUN/evaluation.json" --write ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac

@@ -61,11 +61,43 @@ def batches(data: CropDataset, batch: int, device: torch.device) -> Iterator[tup
         epoch += 1
 
 
-def load_or_create(run: Path, config: str) -> tuple[LarsrModel, dict[str, Any]]:
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` config overrides; values are JSON (``true``, ``4``) or plain strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--override wants key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def load_or_create(
+    run: Path,
+    config: str,
+    init: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    reinit: tuple[str, ...] = (),
+) -> tuple[LarsrModel, dict[str, Any]]:
+    """The run's own checkpoint if it has one; else ``init``'s weights (a new round that starts
+    from a finished model) under a config with ``overrides``; else fresh weights."""
     ckpt = run / "model.pt"
     if ckpt.exists():
         return load_checkpoint(ckpt)
-    return LarsrModel.from_name(config), {}
+    if init is None:
+        cfg = get_config(config).with_overrides(**(overrides or {}))
+        torch.manual_seed(0)
+        return LarsrModel(cfg), {}
+    start, extra = load_checkpoint(init)
+    torch.manual_seed(0)
+    model = LarsrModel(start.cfg.with_overrides(**(overrides or {})))
+    for part in ("coarse", "vqvae", "lar"):
+        if part not in reinit:
+            getattr(model, part).load_state_dict(getattr(start, part).state_dict())
+    return model, {**extra, "init": str(init), "overrides": overrides or {}, "reinit": list(reinit)}
 
 
 def trained_parts(stage: str, joint_coarse: bool) -> tuple[str, ...]:
@@ -105,6 +137,45 @@ def stripe_penalty(sr: torch.Tensor, hr: torch.Tensor, periods: tuple[int, ...] 
     return torch.relu(ratios(sr.float()) - ratios(hr.float())).mean()
 
 
+class GanTerm:
+    """Hinge-loss patch GAN for the VQ-VAE stage: the generator term and the discriminator step.
+
+    The discriminator starts ``start`` steps into the stage, once the decoder renders something
+    worth judging, and trains in fp32 with its own Adam; its state travels in the stage's
+    optimiser file so a resumed run keeps its critic.
+    """
+
+    def __init__(self, weight: float, start: int, device: torch.device) -> None:
+        from .networks.discriminator import PatchDiscriminator
+
+        self.weight, self.start = weight, start
+        self.net = PatchDiscriminator().to(device)
+        self.optimiser = torch.optim.Adam(self.net.parameters(), lr=2e-4, betas=(0.5, 0.9))
+
+    def active(self, step: int) -> bool:
+        return self.weight > 0 and step >= self.start
+
+    def generator_loss(self, sr: torch.Tensor) -> torch.Tensor:
+        self.net.requires_grad_(False)
+        return -self.net(sr.float()).mean()
+
+    def discriminator_step(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        self.net.requires_grad_(True)
+        real, fake = self.net(hr.float()), self.net(sr.detach().float())
+        loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
+        return {"d_loss": loss.item(), "d_real": real.mean().item(), "d_fake": fake.mean().item()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "optimiser": self.optimiser.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimiser.load_state_dict(state["optimiser"])
+
+
 class StageLoss:
     """The loss of one stage, computed from an (lr, hr) batch."""
 
@@ -117,9 +188,15 @@ class StageLoss:
         joint: bool,
         lpips_net: str = "alex",
         stripe_weight: float = 0.0,
+        l1_weight: float = 1.0,
+        mse_weight: float = 0.0,
+        gan: GanTerm | None = None,
     ):
         self.model, self.stage, self.joint = model, stage, joint
         self.stripe_weight = stripe_weight
+        self.l1_weight, self.mse_weight, self.gan = l1_weight, mse_weight, gan
+        self.step = 0
+        self.last_sr: torch.Tensor | None = None
         self.consistency_weight = consistency_weight
         self.lpips = None
         if stage == "vqvae" and lpips_weight > 0:
@@ -151,8 +228,22 @@ class StageLoss:
             sr = out.sr.float()
             l1 = F.l1_loss(sr, hr)
             cons = F.l1_loss(bicubic_downscale_torch(sr), lr)
-            loss = l1 + out.commitment + self.consistency_weight * cons
-            stats = {"l1": l1.item(), "commit": out.commitment.item(), "lr_l1": cons.item()}
+            # L1 alone keeps the decoder at its zero-residual start (the median of noise-like
+            # residuals is 0): round 3's decoder ignored its codes. A squared term breaks out.
+            mse = F.mse_loss(sr, hr)
+            loss = self.l1_weight * l1 + self.mse_weight * mse + out.commitment
+            loss = loss + self.consistency_weight * cons
+            stats = {
+                "l1": l1.item(),
+                "mse_ratio": (mse / F.mse_loss(xc, hr).clamp_min(1e-8)).item(),
+                "commit": out.commitment.item(),
+                "lr_l1": cons.item(),
+            }
+            if self.gan is not None and self.gan.active(self.step):
+                adv = self.gan.generator_loss(sr.clamp(0, 1))
+                loss = loss + self.gan.weight * adv
+                stats["g_adv"] = adv.item()
+                self.last_sr = sr.detach()
             if self.lpips is not None:
                 perc = self.lpips(sr.clamp(0, 1), hr).mean()
                 loss = loss + self.lpips_weight * perc
@@ -172,6 +263,12 @@ class StageLoss:
         ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), indices.reshape(-1))
         acc = (logits.argmax(-1) == indices).float().mean()
         return ce, {"ce": ce.item(), "acc": acc.item()}
+
+
+    @torch.no_grad()
+    def reconstruct(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """The VQ-VAE's reconstruction with the HR crop's own codes (for the critic's warm-up)."""
+        return self.model.vqvae(hr, self.model.coarse(lr).float()).sr.float()
 
 
 @torch.no_grad()
@@ -213,13 +310,16 @@ def train(args: argparse.Namespace) -> None:
     run.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     torch.set_num_threads(args.threads)
-    model, extra = load_or_create(run, args.config)
+    model, extra = load_or_create(
+        run, args.config, args.init, parse_overrides(args.override), tuple(args.reinit)
+    )
     model.to(device).to(memory_format=torch.channels_last)
     parts = trained_parts(args.stage, args.joint_coarse)
     params = stage_parameters(model, parts)
     optimiser = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
     state_path = run / state_name(args.stage, args.round)
     step = 0
+    state: dict[str, Any] = {}
     if state_path.exists() and not args.restart:
         state = torch.load(state_path, map_location=device, weights_only=False)
         optimiser.load_state_dict(state["optimiser"])
@@ -234,8 +334,20 @@ def train(args: argparse.Namespace) -> None:
         detail_tries=args.detail_tries,
     )
     val = val_images(args.data, max_side=args.val_side)
+    gan = GanTerm(args.gan, args.gan_start, device) if args.stage == "vqvae" and args.gan > 0 else None
+    if gan is not None and state_path.exists() and not args.restart and "gan" in state:
+        gan.load_state_dict(state["gan"])
     loss_fn = StageLoss(
-        model, args.stage, args.lpips, args.consistency, args.joint_coarse, args.lpips_net, args.stripes
+        model,
+        args.stage,
+        args.lpips,
+        args.consistency,
+        args.joint_coarse,
+        args.lpips_net,
+        args.stripes,
+        l1_weight=args.l1,
+        mse_weight=args.mse,
+        gan=gan,
     )
     use_bf16 = device.type == "cpu" and args.bf16
     budget = args.minutes * 60
@@ -252,24 +364,33 @@ def train(args: argparse.Namespace) -> None:
         frac = min(1.0, max(step / total_steps, 1 - (deadline - time.time()) / budget))
         for group in optimiser.param_groups:  # cosine decay with a short warm-up
             group["lr"] = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * frac))
+        loss_fn.step = step
         with autocast(device, use_bf16):
             loss, stats = loss_fn(lr_batch, hr_batch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
+        if gan is not None and (gan.active(step) or step >= gan.start - 100):
+            # The critic warms up 100 steps before the generator first hears from it.
+            fake = loss_fn.last_sr
+            if fake is None:
+                with torch.no_grad(), autocast(device, use_bf16):
+                    fake = loss_fn.reconstruct(lr_batch, hr_batch)
+            stats.update(gan.discriminator_step(fake.clamp(0, 1), hr_batch))
+            loss_fn.last_sr = None
         step += 1
         if step % args.log_every == 0:
             log(run, {"stage": args.stage, "step": step, "loss": round(loss.item(), 5), **stats})
         if time.time() - last_save > args.save_minutes * 60:
-            checkpoint(run, model, extra, optimiser, step, state_path)
+            checkpoint(run, model, extra, optimiser, step, state_path, gan)
             log(run, {"stage": args.stage, "step": step, **validate(model, args.stage, val, device)})
             stage_parameters(model, parts)
             last_save = time.time()
     metrics = validate(model, args.stage, val, device)
     key = args.stage if args.round == 1 else f"{args.stage}_r{args.round}"
     extra.setdefault("stages", {})[key] = {"steps": step, **metrics}
-    checkpoint(run, model, extra, optimiser, step, state_path)
+    checkpoint(run, model, extra, optimiser, step, state_path, gan)
     log(run, {"stage": args.stage, "event": "done", "step": step, **metrics})
 
 
@@ -280,11 +401,20 @@ def state_name(stage: str, round_: int) -> str:
 
 
 def checkpoint(
-    run: Path, model: LarsrModel, extra: dict, optimiser: Any, step: int, state_path: Path
+    run: Path,
+    model: LarsrModel,
+    extra: dict,
+    optimiser: Any,
+    step: int,
+    state_path: Path,
+    gan: GanTerm | None = None,
 ) -> None:
     save_checkpoint(run / "model.pt", model, extra)
     tmp = state_path.with_suffix(".tmp")
-    torch.save({"optimiser": optimiser.state_dict(), "step": step}, tmp)
+    state = {"optimiser": optimiser.state_dict(), "step": step}
+    if gan is not None:
+        state["gan"] = gan.state_dict()
+    torch.save(state, tmp)
     tmp.replace(state_path)
 
 
@@ -318,6 +448,19 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="crop candidates per sample; the most detailed wins, so training sees texture, not sky",
     )
+    p.add_argument("--l1", type=float, default=1.0, help="VQ-VAE stage: weight of L1(sr, hr)")
+    p.add_argument(
+        "--mse", type=float, default=0.0, help="VQ-VAE stage: weight of MSE(sr, hr); ~10 matches L1's scale"
+    )
+    p.add_argument("--gan", type=float, default=0.0, help="VQ-VAE stage: weight of the patch-GAN term")
+    p.add_argument("--gan-start", type=int, default=500, help="step at which the GAN term starts")
+    p.add_argument(
+        "--reinit",
+        action="append",
+        default=[],
+        choices=("coarse", "vqvae", "lar"),
+        help="with --init: start this part from fresh weights (repeatable)",
+    )
     p.add_argument("--consistency", type=float, default=1.0, help="weight of L1(down(sr), lr)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--save-minutes", type=float, default=5.0)
@@ -335,6 +478,14 @@ def main(argv: list[str] | None = None) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="VQ-VAE stage: keep training the coarse net (L1) alongside",
+    )
+    p.add_argument("--init", type=Path, help="checkpoint to start a new run from (when RUN has none)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config field for a new run, e.g. vq_cosine=true (repeatable)",
     )
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on CPU (only pays off with AMX)")

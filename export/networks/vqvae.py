@@ -25,10 +25,15 @@ class EMACodebook(nn.Module):
     later has to predict these indices, so a used, balanced codebook matters.
     """
 
-    def __init__(self, n_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5) -> None:
+    def __init__(
+        self, n_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5, cosine: bool = False
+    ) -> None:
         super().__init__()
         self.n_codes, self.dim, self.decay, self.eps = n_codes, dim, decay, eps
+        self.cosine = cosine
         embed = torch.randn(n_codes, dim) * 0.1
+        if cosine:
+            embed = F.normalize(embed, dim=1)
         self.register_buffer("embed", embed)
         self.register_buffer("cluster_size", torch.ones(n_codes))
         self.register_buffer("embed_sum", embed.clone())
@@ -44,7 +49,18 @@ class EMACodebook(nn.Module):
         """``(N,H,W) int -> (N,dim,H,W)``; a Gather in ONNX."""
         return F.embedding(indices, self.embed).permute(0, 3, 1, 2)
 
+    def prepare(self, z: torch.Tensor) -> torch.Tensor:
+        """Unit-length encoder outputs for a cosine codebook.
+
+        With plain L2 codes the commitment loss and a small EMA init let encoder outputs and
+        codes shrink together until they carry nothing (round 3: commitment 3e-5, the oracle's
+        residual under 1/255, the decoder ignored its codes). On the unit sphere the codes
+        cannot shrink, so the only way to lower the loss is to say something (ViT-VQGAN's fix).
+        """
+        return F.normalize(z, dim=1) if self.cosine else z
+
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z = self.prepare(z)
         n, c, h, w = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, c).float()
         idx = self.nearest(flat)
@@ -63,12 +79,15 @@ class EMACodebook(nn.Module):
         self.embed_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
         total = self.cluster_size.sum()
         size = (self.cluster_size + self.eps) / (total + self.n_codes * self.eps) * total
-        self.embed.copy_(self.embed_sum / size[:, None])
+        embed = self.embed_sum / size[:, None]
+        self.embed.copy_(F.normalize(embed, dim=1) if self.cosine else embed)
         self.usage.mul_(0.99).add_(counts)
         dead = self.usage < 1e-3
         if dead.any():
             pick = torch.randint(0, flat.shape[0], (int(dead.sum()),), device=flat.device)
             fresh = flat[pick] + 0.01 * torch.randn_like(flat[pick])
+            if self.cosine:
+                fresh = F.normalize(fresh, dim=1)
             self.embed[dead] = fresh
             self.embed_sum[dead] = fresh
             self.cluster_size[dead] = 1.0
@@ -97,7 +116,7 @@ class TextureVQVAE(nn.Module):
             nn.SiLU(),
             nn.Conv2d(ch, cfg.code_dim, 1),
         )
-        self.codebook = EMACodebook(cfg.codebook_size, cfg.code_dim, cfg.ema_decay)
+        self.codebook = EMACodebook(cfg.codebook_size, cfg.code_dim, cfg.ema_decay, cfg.vq_cosine)
         self.coarse_encoder = nn.Sequential(  # Et: the coarse image at the same stride
             conv3x3(3 * 4 + extra, ch),
             ResBlock(ch),
@@ -127,7 +146,7 @@ class TextureVQVAE(nn.Module):
 
     def encode(self, hr: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
         """Index map ``(N, 2h, 2w)`` of an HR photo given its coarse SR image."""
-        z = self.encoder(self._encode_input(hr, xc))
+        z = self.codebook.prepare(self.encoder(self._encode_input(hr, xc)))
         n, c, h, w = z.shape
         idx = self.codebook.nearest(z.permute(0, 2, 3, 1).reshape(-1, c).float())
         return idx.view(n, h, w)
