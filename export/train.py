@@ -264,7 +264,6 @@ class StageLoss:
         acc = (logits.argmax(-1) == indices).float().mean()
         return ce, {"ce": ce.item(), "acc": acc.item()}
 
-
     @torch.no_grad()
     def reconstruct(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         """The VQ-VAE's reconstruction with the HR crop's own codes (for the critic's warm-up)."""
