@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import LarsrError
-from .imageio import pil_arrays, quantise, resize_float
+from .images import pil_arrays, quantise, resize_float
 from .manifest import Manifest, load_manifest
 from .sampler import CodeNoise, sample_codes
 from .sessions import DeviceChoice, open_session, parse_device
