@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from larsr_cli.manifest import read_manifest
+
 
 def _runtime_shapes(model: onnx.ModelProto, input_shapes: dict[str, list[int]]) -> dict[str, list[int]]:
     """Every tensor's shape in one onnxruntime run on zeros.
@@ -85,21 +87,21 @@ def lar_input_shapes(model_dir: Path, lr: int) -> tuple[dict[str, dict[str, list
     """
     import onnxruntime as ort
 
-    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
-    lar = manifest["lar"]
-    scale, k = int(manifest["scale"]), int(manifest["patch_size"])
+    manifest = read_manifest(model_dir)
+    lar = manifest.spec
+    scale, k = int(manifest.scale), int(lar.patch_size)
     hr = lr * scale
     cond_sess = ort.InferenceSession(str(model_dir / "condition.onnx"), providers=["CPUExecutionProvider"])
     cond, start = cond_sess.run(None, {"xc": np.zeros((1, 3, hr, hr), np.float32)})
     patches = int(np.prod(cond.shape[:3]))
-    heads, layers, feats = int(lar["heads"]), int(lar["layers"]), int(lar["features"])
+    heads, layers, feats = int(lar.heads), int(lar.layers), int(lar.features)
     d = feats // heads
     step = {"prev_code": [1, *cond.shape[1:3]], "t": [1], "cond": list(cond.shape)}
     step["start"] = list(start.shape)
     for i in range(layers):
         step[f"past_k_{i}"] = [patches, heads, d, k * k]
         step[f"past_v_{i}"] = [patches, heads, k * k, d]
-    grid = lr * int(lar.get("index_stride", 2))  # index map cells per LR pixel
+    grid = lr * int(lar.index_stride)  # index map cells per LR pixel
     shapes = {
         "coarse": {"lr": [1, 3, lr, lr]},
         "condition": {"xc": [1, 3, hr, hr]},
@@ -111,13 +113,14 @@ def lar_input_shapes(model_dir: Path, lr: int) -> tuple[dict[str, dict[str, list
 
 def count(model_dir: Path, lr: int = 64) -> dict[str, Any]:
     """FLOPs per output pixel by graph role for one ``lr x lr`` tile without margin."""
-    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(model_dir)
     shapes, steps = lar_input_shapes(model_dir, lr)
-    out_pixels = (lr * int(manifest["scale"])) ** 2
+    out_pixels = (lr * int(manifest.scale)) ** 2
     graphs = {}
     for role, inputs in shapes.items():
         runs = steps if role == "lar_step" else 1
-        graphs[role] = round(graph_flops(model_dir / f"{role}.onnx", inputs) * runs / out_pixels)
+        path = model_dir / manifest.graphs[role].file
+        graphs[role] = round(graph_flops(path, inputs) * runs / out_pixels)
     total = sum(graphs.values())
     return {
         "model": str(model_dir),

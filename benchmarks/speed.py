@@ -3,7 +3,8 @@
 Seconds per output megapixel for square inputs (default 128, 256 and 512 px), all methods in the
 same run so that the ratios hold even on a shared, noisy machine. larsr is split into its stages by
 wrapping its onnxruntime sessions in a timing proxy (coarse, condition, the k*k ``lar_step`` runs,
-decoder) and timing the numpy sampling (``sample_codes`` and the seeded noise); what is left
+decoder) and timing the numpy sampling through a wrapping ``Sampler`` (the draws and the seeded
+noise), both through public seams of ``Upscaler``; what is left
 (padding, tiling, cache writes, quantisation) is reported as "other". Then peak RSS and wall time
 of a whole ``larsr upscale`` process per input size (default 256, 1024 and 2048 px), measured with
 ``os.wait4`` on that process alone (``benchmarks/rss_probe.py``).
@@ -49,6 +50,7 @@ from benchmarks.common import (
     write_text,
 )
 from export.degrade import to_uint8
+from larsr_cli.sampler import Sampler, TileDraw, resolve_sampler
 
 SCALE = 4
 STAGES = ("coarse", "condition", "lar_step", "sampling", "decoder", "other")
@@ -88,40 +90,41 @@ class TimedSession:
         return getattr(self._inner, item)
 
 
+class TimedSampler(Sampler):
+    """Wraps the sampler the pipeline would resolve and adds the time of every draw (and of the
+    per-tile seeded noise) to the tally: the public ``sampler=`` seam of ``upscale_array``."""
+
+    def __init__(self, inner: Sampler, tally: dict[str, float]) -> None:
+        self.inner, self.tally, self.stochastic = inner, tally, inner.stochastic
+
+    def tile(self, index_box: Any, patch_size: int) -> TileDraw:
+        start = time.perf_counter()
+        draw = self.inner.tile(index_box, patch_size)  # the noise window is drawn here
+        self.tally["sampling"] += time.perf_counter() - start
+
+        def timed(logits: np.ndarray, step: int) -> np.ndarray:
+            t0 = time.perf_counter()
+            try:
+                return draw(logits, step)
+            finally:
+                self.tally["sampling"] += time.perf_counter() - t0
+
+        return timed
+
+
 @contextmanager
 def instrumented(upscaler: Any) -> Iterator[tuple[dict[str, float], dict[str, int]]]:
-    """Time the sessions and the numpy sampling of ``upscaler`` until the block ends."""
-    from larsr_cli import pipeline
-
+    """Time the sessions of ``upscaler`` until the block ends (entries of its public ``sessions``
+    dict, which the architecture reads on every call, are swapped for timing proxies)."""
     tally: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     sessions = dict(upscaler.sessions)
-    sample_codes, code_noise = pipeline.sample_codes, pipeline.CodeNoise
-
-    def timed_sample(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return sample_codes(*args, **kwargs)
-        finally:
-            tally["sampling"] += time.perf_counter() - start
-
-    class TimedNoise(code_noise):  # type: ignore[misc, valid-type]
-        """The seeded uniforms are part of sampling too (one Philox stream per index-map row)."""
-
-        def window(self, *args: Any) -> np.ndarray:
-            start = time.perf_counter()
-            try:
-                return super().window(*args)
-            finally:
-                tally["sampling"] += time.perf_counter() - start
-
-    upscaler.sessions = {n: TimedSession(s, n, tally, counts) for n, s in sessions.items()}
-    pipeline.sample_codes, pipeline.CodeNoise = timed_sample, TimedNoise
+    for name, session in sessions.items():
+        upscaler.sessions[name] = TimedSession(session, name, tally, counts)
     try:
         yield tally, counts
     finally:
-        upscaler.sessions = sessions
-        pipeline.sample_codes, pipeline.CodeNoise = sample_codes, code_noise
+        upscaler.sessions.update(sessions)
 
 
 def time_larsr(upscaler: Any, lr: np.ndarray, temperature: float, tile: str, repeats: int) -> dict[str, Any]:
@@ -131,7 +134,8 @@ def time_larsr(upscaler: Any, lr: np.ndarray, temperature: float, tile: str, rep
     for _ in range(repeats):
         with instrumented(upscaler) as (tally, counts):
             start = time.perf_counter()
-            upscaler.upscale_array(rgb, seed=0, temperature=temperature, tile=tile, out_dtype=np.uint8)
+            sampler = TimedSampler(resolve_sampler(temperature, 0), tally)
+            upscaler.upscale_array(rgb, tile=tile, out_dtype=np.uint8, sampler=sampler)
             total = time.perf_counter() - start
         stages = {k: float(tally.get(k, 0.0)) for k in STAGES if k != "other"}
         stages["other"] = max(0.0, total - sum(stages.values()))

@@ -187,8 +187,11 @@ def main(argv: list[str] | None = None) -> None:
             args.model,
             replace(
                 manifest,
-                default_temperature=results["default_temperature"],
-                default_texture=results["default_texture"],
+                spec=replace(
+                    manifest.spec,
+                    default_temperature=results["default_temperature"],
+                    default_texture=results["default_texture"],
+                ),
                 metrics=metrics,
             ),
         )

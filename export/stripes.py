@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from larsr_cli.pipeline import Upscaler
+from larsr_cli.sampler import ArgmaxSampler
 from larsr_cli.tiling import Box
 
 from .metrics import stripe_score
@@ -54,7 +55,7 @@ def diagnose(model: Path, data: Path, checkpoint: Path | None) -> dict:
     for _, hr, lr in load_set(data, "detail"):
         xc = upscaler.coarse_array(lr).transpose(2, 0, 1)[None].astype(np.float32)
         h2, w2 = 2 * lr.shape[0], 2 * lr.shape[1]
-        codes = upscaler._draw_codes(xc, Box(0, h2, 0, w2), 0.0, None)
+        codes = upscaler.arch.draw_codes(xc, Box(0, h2, 0, w2), ArgmaxSampler())
         maps = {
             "lar_t0": codes,
             "shuffled": rng.permutation(codes.reshape(-1)).reshape(codes.shape),

@@ -21,7 +21,9 @@ import onnx
 import torch
 from torch import nn
 
-from larsr_cli.manifest import FORMAT_VERSION, Manifest, sha256_of, write_manifest
+from larsr_cli.arch import LarSpec, LarSR
+from larsr_cli.integrity import sha256_of
+from larsr_cli.manifest import FORMAT_VERSION, GraphFile, Manifest, write_manifest
 
 from .model import LarsrModel, load_checkpoint
 from .receptive_field import measure
@@ -147,7 +149,8 @@ GRAPH_SPECS: dict[str, dict[str, Any]] = {
     },
 }
 
-SHIPPED = ("coarse", "condition", "lar_step", "decoder")
+# The graph roles come from the runtime's architecture: one list, read by both sides.
+SHIPPED = LarSR.graph_roles
 
 
 def export_graph(model: LarsrModel, name: str, path: Path) -> Path:
@@ -180,32 +183,34 @@ def build_manifest(
     model: LarsrModel, out: Path, name: str, extra: dict[str, Any], default_temperature: float
 ) -> Manifest:
     cfg = model.cfg
-    files = {}
-    for graph in SHIPPED:
-        path = out / f"{graph}.onnx"
-        files[path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+    graphs = {}
+    for role in SHIPPED:
+        path = out / f"{role}.onnx"
+        graphs[role] = GraphFile(path.name, sha256_of(path), path.stat().st_size)
+    spec = LarSpec(
+        patch_size=cfg.patch_size,
+        codebook_size=cfg.codebook_size,
+        index_stride=2,
+        layers=cfg.lar_layers,
+        heads=cfg.lar_heads,
+        features=cfg.lar_features,
+        coarse_up_features=cfg.coarse_up_features,
+        default_temperature=default_temperature,
+        default_texture=float(extra.get("default_texture", 1.0)),
+    )
     return Manifest(
         format_version=FORMAT_VERSION,
         name=name,
+        architecture=LarSR.id,
         scale=cfg.scale,
-        patch_size=cfg.patch_size,
-        codebook_size=cfg.codebook_size,
         tile_multiple=max(1, cfg.patch_size // 2),  # LR px per code patch: keeps patches on the global grid
         receptive_field=measure(model),
-        default_temperature=default_temperature,
-        lar={
-            "layers": cfg.lar_layers,
-            "heads": cfg.lar_heads,
-            "positions": cfg.patch_size**2,
-            "features": cfg.lar_features,
-            "index_stride": 2,
-            "cache_layout": "past_k_i (P, heads, d, T), past_v_i (P, heads, T, d), P = patches",
-        },
+        graphs=graphs,
+        spec=spec,
         licence=extra.get("licence", "MIT (code); weights: see training_data"),
         training_data=extra.get("training_data", {"note": "randomly initialised, not trained"}),
         config=cfg.to_dict(),
         metrics=extra.get("metrics", {}),
-        files=files,
     )
 
 

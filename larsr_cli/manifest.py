@@ -1,88 +1,108 @@
 """The model folder's ``manifest.json``: what a runtime must know about a set of ONNX graphs.
 
-A model folder holds ``coarse.onnx``, ``condition.onnx``, ``lar_step.onnx``, ``decoder.onnx`` and
-this manifest. The manifest is the only place the runtime learns the scale, patch size, tiling
-needs (tile multiple, receptive fields) and the sha256 of each graph, so a folder from the Hub or a
-user's disk is checked against it before a single graph is loaded.
+Format 2 names the ``architecture`` that built the graphs (a key of ``larsr_cli.arch``), maps
+each of its graph roles to a file with its sha256 and size, and carries that architecture's typed
+``spec``; the shared fields (scale, tile multiple, receptive fields) are what tiling needs for
+any family. Format 1 folders (LAR-SR only, fields at the top level) are read into the same
+object, so models made before the change keep loading. The manifest is the only place the
+runtime learns these facts, so a folder from the Hub or a user's disk is checked against it
+before a single graph is loaded.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .arch import Architecture, ArchSpec, get_architecture
+from .atomic import atomic_write
 from .errors import ModelError
+from .fields import read_int, read_object, read_text
+from .integrity import verify_folder
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
-GRAPH_NAMES = ("coarse", "condition", "lar_step", "decoder")
-REQUIRED_FILES = tuple(f"{name}.onnx" for name in GRAPH_NAMES)
-# Stages whose receptive fields (LR px) chain up into the tiling margin.
-STAGES = ("coarse", "condition", "lar", "decoder")
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+@dataclass(frozen=True)
+class GraphFile:
+    """One graph of the model: its file in the folder, sha256 and size in bytes."""
+
+    file: str
+    sha256: str
+    bytes: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file": self.file, "sha256": self.sha256}
+        if self.bytes is not None:
+            out["bytes"] = self.bytes
+        return out
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """Parsed manifest. ``receptive_field`` is in LR pixels, one radius per graph."""
+    """Parsed manifest. ``receptive_field`` is in LR pixels, one radius per stage."""
 
     name: str
+    architecture: str
     scale: int
-    patch_size: int
-    codebook_size: int
     tile_multiple: int
     receptive_field: dict[str, int]
-    default_temperature: float
-    files: dict[str, dict[str, Any]]
+    graphs: dict[str, GraphFile]
+    spec: ArchSpec
     format_version: int = FORMAT_VERSION
     licence: str = ""
     training_data: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    lar: dict[str, Any] = field(default_factory=dict)
-    # Share of the decoder's texture residual added to the coarse image (``--texture``); models
-    # made before the knob existed get the full residual they were shipped with.
-    default_texture: float = 1.0
+
+    @property
+    def architecture_class(self) -> type[Architecture]:
+        return get_architecture(self.architecture)
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        """Every file the model needs, by name: ``{"sha256": ..., "bytes": ...}`` (what the Hub
+        downloads and every verifier checks)."""
+        return {g.file: {"sha256": g.sha256, "bytes": g.bytes} for g in self.graphs.values()}
+
+    @property
+    def default_temperature(self) -> float:
+        return self.spec.default_temperature
+
+    @property
+    def default_texture(self) -> float:
+        return self.spec.default_texture
 
     @property
     def context_margin(self) -> int:
         """LR pixels of context a tile needs on each side so its own centre equals the untiled result.
 
-        The stages are chained (coarse -> condition -> LAR -> decoder), so their radii add up; the
-        sum is rounded up to the tile multiple so that code patches stay on the global grid.
+        The stages are chained, so their radii add up; the sum is rounded up to the tile multiple
+        so that code patches stay on the global grid.
         """
-        total = sum(int(self.receptive_field[name]) for name in STAGES)
+        total = sum(int(self.receptive_field[name]) for name in self.architecture_class.stages)
         m = self.tile_multiple
         return -(-total // m) * m
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format_version": self.format_version,
+            "format_version": FORMAT_VERSION,
+            "architecture": self.architecture,
             "name": self.name,
             "scale": self.scale,
-            "patch_size": self.patch_size,
-            "codebook_size": self.codebook_size,
             "tile_multiple": self.tile_multiple,
             "receptive_field": dict(self.receptive_field),
-            "default_temperature": self.default_temperature,
-            "default_texture": self.default_texture,
-            "lar": dict(self.lar),
+            "graphs": {role: g.to_json() for role, g in self.graphs.items()},
+            "spec": self.spec.to_json(),
             "licence": self.licence,
             "training_data": self.training_data,
             "config": self.config,
             "metrics": self.metrics,
-            "files": self.files,
         }
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_manifest(data: Any, where: str = "manifest") -> Manifest:
@@ -90,89 +110,98 @@ def parse_manifest(data: Any, where: str = "manifest") -> Manifest:
     if not isinstance(data, dict):
         raise ModelError(f"{where}: not a larsr manifest (expected a JSON object)")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise ModelError(
-            f"{where}: unknown manifest format_version {version!r} (this larsr reads {FORMAT_VERSION}); "
-            "upgrade larsr or use a model made for it"
+            f"{where}: unknown manifest format_version {version!r} (this larsr reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade larsr or use a model made for it"
         )
-    required = (
-        "name",
-        "scale",
-        "patch_size",
-        "codebook_size",
-        "tile_multiple",
-        "receptive_field",
-        "default_temperature",
-        "files",
-    )
+    if version == 1:
+        data = upgrade_v1(data, where)
+    required = ("name", "architecture", "scale", "tile_multiple", "receptive_field", "graphs", "spec")
     missing = [key for key in required if key not in data]
     if missing:
         raise ModelError(f"{where}: manifest lacks {', '.join(missing)}")
-    files = data["files"]
-    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
-        raise ModelError(f"{where}: manifest files must map file names to objects")
-    for name, entry in files.items():
-        _check_file_entry(name, entry, where)
-    absent = [name for name in REQUIRED_FILES if name not in files]
-    if absent:
-        raise ModelError(f"{where}: manifest has no sha256 for {', '.join(absent)}")
+    arch = get_architecture(data["architecture"], where)
+    graphs = _graphs(data["graphs"], arch, where)
     rf = data["receptive_field"]
-    if not isinstance(rf, dict) or not all(name in rf for name in STAGES):
-        raise ModelError(f"{where}: manifest receptive_field must name {', '.join(STAGES)}")
-    lar = data.get("lar", {})
-    if not isinstance(lar, dict):
-        raise ModelError(f"{where}: manifest lar must be an object")
-    _int(lar, "layers", 1, 64, where, "lar.")
-    heads = _int(lar, "heads", 1, 64, where, "lar.")
-    features = _int(lar, "features", 1, 4096, where, "lar.")
-    if features % heads:
-        raise ModelError(
-            f"{where}: manifest lar.features ({features}) must be a multiple of lar.heads ({heads})"
-        )
+    if not isinstance(rf, dict) or not all(name in rf for name in arch.stages):
+        raise ModelError(f"{where}: manifest receptive_field must name {', '.join(arch.stages)}")
     return Manifest(
-        name=_text(data, "name", where),
-        scale=_int(data, "scale", 1, 16, where),
-        patch_size=_int(data, "patch_size", 1, 16, where),
-        codebook_size=_int(data, "codebook_size", 2, 1 << 20, where),
-        tile_multiple=_int(data, "tile_multiple", 1, 256, where),
-        receptive_field={k: _int(rf, k, 0, 4096, where, "receptive_field.") for k in rf},
-        default_temperature=_number(data, "default_temperature", 0.0, 2.0, where),
-        files=dict(files),
+        name=read_text(data, "name", where),
+        architecture=arch.id,
+        scale=read_int(data, "scale", 1, 16, where),
+        tile_multiple=read_int(data, "tile_multiple", 1, 256, where),
+        receptive_field={k: read_int(rf, k, 0, 4096, where, "receptive_field.") for k in rf},
+        graphs=graphs,
+        spec=arch.parse_spec(data["spec"], where),
         format_version=int(version),
         licence=str(data.get("licence", "")),
-        training_data=dict(data.get("training_data", {}))
-        if isinstance(data.get("training_data"), dict)
-        else {},
-        config=dict(data.get("config", {})) if isinstance(data.get("config"), dict) else {},
-        metrics=dict(data.get("metrics", {})) if isinstance(data.get("metrics"), dict) else {},
-        lar=dict(lar),
-        default_texture=_number(data, "default_texture", 0.0, 1.0, where, default=1.0),
+        training_data=_optional_object(data, "training_data"),
+        config=_optional_object(data, "config"),
+        metrics=_optional_object(data, "metrics"),
     )
 
 
-def _int(data: dict, key: str, lo: int, hi: int, where: str, prefix: str = "") -> int:
-    """An integer field in [lo, hi]: "four", 1e400, true or 0 are one line naming the key."""
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ModelError(
-            f"{where}: manifest {prefix}{key} must be an integer from {lo} to {hi}, got {value!r}"
-        )
-    return int(value)
+def upgrade_v1(data: dict, where: str) -> dict:
+    """A format-1 manifest (LAR-SR fields at the top level, ``files`` by name) as format 2."""
+    files = data.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+        raise ModelError(f"{where}: manifest files must map file names to objects")
+    lar = read_object(data, "lar", where)
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    spec = {
+        **{k: lar[k] for k in ("layers", "heads", "features", "index_stride") if k in lar},
+        **{k: data[k] for k in ("patch_size", "codebook_size", "default_temperature") if k in data},
+        "default_texture": data.get("default_texture", 1.0),
+        "coarse_up_features": config.get("coarse_up_features", 64),
+    }
+    roles = get_architecture("lar-sr").graph_roles
+    graphs = {
+        role: {"file": f"{role}.onnx", **files[f"{role}.onnx"]} for role in roles if f"{role}.onnx" in files
+    }
+    absent = [f"{role}.onnx" for role in roles if role not in graphs]
+    if absent:
+        raise ModelError(f"{where}: manifest has no sha256 for {', '.join(absent)}")
+    for name, entry in files.items():
+        _check_file_entry(name, entry, where)
+    kept = (
+        "name",
+        "scale",
+        "tile_multiple",
+        "receptive_field",
+        "licence",
+        "training_data",
+        "config",
+        "metrics",
+    )
+    return {
+        **{k: data[k] for k in kept if k in data},
+        "architecture": "lar-sr",
+        "graphs": graphs,
+        "spec": spec,
+    }
 
 
-def _number(data: dict, key: str, lo: float, hi: float, where: str, default: float | None = None) -> float:
-    value = data.get(key, default)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= float(value) <= hi
-    if not ok:  # also refuses nan, which fails every comparison
-        raise ModelError(f"{where}: manifest {key} must be a number from {lo:g} to {hi:g}, got {value!r}")
-    return float(value)
+def _graphs(graphs: Any, arch: type[Architecture], where: str) -> dict[str, GraphFile]:
+    if not isinstance(graphs, dict) or not all(isinstance(v, dict) for v in graphs.values()):
+        raise ModelError(f"{where}: manifest graphs must map graph roles to objects")
+    absent = [role for role in arch.graph_roles if role not in graphs]
+    if absent:
+        raise ModelError(f"{where}: manifest graphs lack {', '.join(absent)} (needed by {arch.id})")
+    out = {}
+    for role in arch.graph_roles:
+        entry = graphs[role]
+        name = entry.get("file")
+        _check_file_entry(name, entry, where)
+        out[role] = GraphFile(str(name), str(entry["sha256"]), entry.get("bytes"))
+    if len({g.file for g in out.values()}) != len(out):
+        raise ModelError(f"{where}: manifest graphs must name a different file for each role")
+    return out
 
 
-def _text(data: dict, key: str, where: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ModelError(f"{where}: manifest {key} must be a non-empty string, got {value!r}")
-    return value
+def _optional_object(data: dict, key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _check_file_entry(name: object, entry: dict, where: str) -> None:
@@ -210,17 +239,7 @@ def read_manifest_file(path: Path, where: str) -> Manifest:
 
 def verify_files(folder: Path, manifest: Manifest) -> None:
     """Check every graph against its sha256, so a corrupt or swapped file is never loaded."""
-    for name in REQUIRED_FILES:
-        path = Path(folder) / name
-        if not path.is_file():
-            raise ModelError(f"{folder}: model file {name} is missing")
-        expected = manifest.files[name]["sha256"]
-        actual = sha256_of(path)
-        if actual != expected:
-            raise ModelError(
-                f"{path}: sha256 mismatch (manifest {expected[:12]}..., file {actual[:12]}...); "
-                "the file is corrupt or not the one the manifest describes"
-            )
+    verify_folder(Path(folder), manifest)
 
 
 def load_manifest(folder: Path, verify: bool = True) -> Manifest:
@@ -232,9 +251,8 @@ def load_manifest(folder: Path, verify: bool = True) -> Manifest:
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
-    """Write atomically (temp + rename) so a crash never leaves a half-written manifest."""
+    """Write atomically so a crash never leaves a half-written manifest."""
     path = Path(folder) / MANIFEST_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with atomic_write(path, overwrite=True) as fh:
+        fh.write((json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n").encode("utf-8"))
     return path

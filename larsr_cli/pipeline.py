@@ -1,8 +1,9 @@
-"""The upscaling pipeline: coarse SR -> condition -> k*k cached LAR steps -> decoder, per tile.
+"""The upscaling pipeline shared by every architecture: padding, tiles, alpha, quantising, scale.
 
-``Upscaler`` owns the onnxruntime sessions of one model folder and turns float RGB arrays into x4
-arrays. It knows nothing about files: the CLI and the batch engine do IO, so the same object
-serves the command line, the Python API and any other front end.
+``Upscaler`` opens the onnxruntime sessions of one model folder, hands them to the model's
+architecture (``larsr_cli.arch``: the per-tile maths) and turns float RGB arrays into xS arrays.
+It knows nothing about files: the CLI and the batch engine do IO, so the same object serves the
+command line, the Python API and any other front end.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .arch import Architecture
 from .errors import LarsrError
 from .images import pil_arrays, quantise, resize_float
 from .manifest import Manifest, load_manifest
-from .sampler import CodeNoise, sample_codes
+from .sampler import Sampler, Step, StepHook, resolve_sampler
 from .sessions import DeviceChoice, open_session, parse_device
-from .tiling import Box, Tile, plan_tiles
+from .tiling import Tile, plan_tiles
 
+# (units done, units in total) over the whole image; a unit is one step of one tile.
 ProgressFn = Callable[[int, int], None]
 
 # Bytes of working memory for one tile with its context (outputs not included): an 8192x8192
@@ -39,7 +42,7 @@ def available_memory() -> int:
 
 
 class Upscaler:
-    """x4 LAR-SR upscaler over one model folder.
+    """Upscaler over one model folder, whatever its architecture.
 
     ``temperature`` 0 gives the deterministic (argmax) texture; higher values draw more varied
     texture. The same ``seed`` gives the same picture for any tile size.
@@ -59,14 +62,12 @@ class Upscaler:
         self.device: DeviceChoice = parse_device(device)
         self.memory_budget = int(memory_budget)
         self.memory_limit = int(0.8 * available_memory())
+        arch_class = self.manifest.architecture_class
         self.sessions = {
-            name: open_session(self.folder / f"{name}.onnx", self.device, threads)
-            for name in ("coarse", "condition", "lar_step", "decoder")
+            role: open_session(self.folder / graph.file, self.device, threads)
+            for role, graph in self.manifest.graphs.items()
         }
-        lar = self.manifest.lar
-        self._layers = int(lar["layers"])
-        self._features = int(lar["features"])
-        self._positions = self.manifest.patch_size**2
+        self.arch: Architecture = arch_class(self.manifest.spec, self.manifest.scale, self.sessions)
 
     @classmethod
     def from_pretrained(cls, model: str = "larsr-x4", **kwargs: object) -> Upscaler:
@@ -96,6 +97,13 @@ class Upscaler:
     def default_texture(self) -> float:
         return self.manifest.default_texture
 
+    def resolve_temperature(self, temperature: float | None) -> float:
+        """``--temperature``: None is the model's default; 0 is argmax."""
+        temperature = self.default_temperature if temperature is None else float(temperature)
+        if not temperature >= 0:  # also refuses nan
+            raise LarsrError(f"temperature must be >= 0, got {temperature}")
+        return temperature
+
     def resolve_texture(self, texture: float | None) -> float:
         """``--texture``: 0 is the coarse net's clean result, 1 the full texture residual."""
         texture = self.default_texture if texture is None else float(texture)
@@ -106,18 +114,7 @@ class Upscaler:
     # -- tiling -----------------------------------------------------------------------------------
 
     def bytes_per_lr_pixel(self) -> int:
-        """Working memory per LR pixel of a tile's context, for choosing and checking tile sizes.
-
-        Per LR pixel there are 4 code positions, each with a cached key and value per LAR layer
-        and a condition vector, plus a few full-resolution feature maps of the coarse network
-        (16 HR pixels). Calibrated against peak RSS on the small model (7.3 KB measured, 7.9 KB
-        estimated).
-        """
-        cache = 4 * self._layers * 2 * self._features * 4
-        cond = 4 * self._features * 4
-        up_features = int(self.manifest.config.get("coarse_up_features", 64))
-        hr_maps = 3 * self.scale**2 * up_features * 4
-        return cache + cond + hr_maps + 1024
+        return self.arch.bytes_per_lr_pixel()
 
     def auto_tile(self, height: int, width: int) -> int:
         """The largest tile whose context fits the memory budget; 0 (whole image) when it fits."""
@@ -140,63 +137,25 @@ class Upscaler:
 
     # -- one tile ---------------------------------------------------------------------------------
 
-    def _coarse(self, lr: np.ndarray) -> np.ndarray:
-        return self.sessions["coarse"].run(None, {"lr": lr})[0]
-
-    def _empty_cache(self, patches: int) -> dict[str, np.ndarray]:
-        heads = int(self.manifest.lar["heads"])
-        d = self._features // heads
-        past = {}
-        for layer in range(self._layers):
-            past[f"past_k_{layer}"] = np.zeros((patches, heads, d, self._positions), dtype=np.float32)
-            past[f"past_v_{layer}"] = np.zeros((patches, heads, self._positions, d), dtype=np.float32)
-        return past
-
-    def _draw_codes(
-        self, xc: np.ndarray, index_box: Box, temperature: float, noise: CodeNoise | None
-    ) -> np.ndarray:
-        """Run the k*k cached LAR steps for all patches of a tile; returns the index map (1, h2, w2)."""
-        cond, start = self.sessions["condition"].run(None, {"xc": xc})
-        _, hp, wp = cond.shape[:3]
-        k = self.manifest.patch_size
-        past = self._empty_cache(hp * wp)
-        feeds = {"cond": cond, "start": start, **past}
-        indices = np.zeros((1, hp * k, wp * k), dtype=np.int64)
-        uniforms = None
-        if temperature > 0 and noise is not None:
-            uniforms = noise.window(index_box.y0, index_box.y1, index_box.x0, index_box.x1)
-        prev = np.zeros((1, hp, wp), dtype=np.int64)
-        step = self.sessions["lar_step"]
-        for t in range(self._positions):
-            feeds["prev_code"], feeds["t"] = prev, np.array([t], dtype=np.int64)
-            logits, new_kv = step.run(None, feeds)
-            for layer in range(self._layers):  # keys are (P, h, d, T), values (P, h, T, d)
-                past[f"past_k_{layer}"][..., t] = new_kv[layer, 0]
-                past[f"past_v_{layer}"][..., t, :] = new_kv[layer, 1]
-            dy, dx = divmod(t, k)
-            u = None if uniforms is None else uniforms[dy::k, dx::k].reshape(-1)
-            prev = sample_codes(logits, temperature, u).reshape(1, hp, wp)
-            indices[0, dy::k, dx::k] = prev[0]
-        return indices
-
     def _run_tile(
-        self, lr: np.ndarray, tile: Tile, temperature: float, noise: CodeNoise | None, texture: float = 1.0
+        self,
+        lr: np.ndarray,
+        tile: Tile,
+        sampler: Sampler,
+        texture: float,
+        on_step: StepHook | None,
+        index: int,
+        count: int,
     ) -> np.ndarray:
         ctx = tile.context
         patch = np.ascontiguousarray(lr[ctx.y0 : ctx.y1, ctx.x0 : ctx.x1].transpose(2, 0, 1)[None])
-        xc = self._coarse(patch)
-        if texture > 0:
-            stride = int(self.manifest.lar.get("index_stride", 2))  # index map cells per LR pixel
-            index_box = Box(stride * ctx.y0, stride * ctx.y1, stride * ctx.x0, stride * ctx.x1)
-            indices = self._draw_codes(xc, index_box, temperature, noise)
-            sr = self.sessions["decoder"].run(None, {"indices": indices, "xc": xc})[0]
-            if texture != 1.0:
-                # A blend of the two finished pictures (the clean coarse one and the full one), so
-                # that every strength is exactly what export.evaluate scores from those two.
-                clean = np.clip(xc, 0.0, 1.0)
-                sr = clean + np.float32(texture) * (np.clip(sr, 0.0, 1.0) - clean)
-        else:  # no texture: the LAR steps and the decoder would be wasted work
-            sr = xc
+        hook = None
+        if on_step is not None:
+
+            def hook(step: int, steps: int) -> None:
+                on_step(Step(index, count, step, steps))
+
+        sr = self.arch.render_tile(patch, ctx, sampler, texture, hook)
         own = tile.own.relative_to(ctx)
         s = self.scale
         return sr[0, :, own.y0 * s : own.y1 * s, own.x0 * s : own.x1 * s].transpose(1, 2, 0)
@@ -217,7 +176,7 @@ class Upscaler:
         structure larsr's texture is drawn on, which evaluation and benchmarks score on its own."""
         h, w = rgb.shape[:2]
         padded = self._pad(np.clip(rgb.astype(np.float32, copy=False), 0.0, 1.0))
-        xc = self._coarse(np.ascontiguousarray(padded.transpose(2, 0, 1)[None]))
+        xc = self.arch.structure(np.ascontiguousarray(padded.transpose(2, 0, 1)[None]))
         s = self.scale
         return np.clip(xc[0, :, : h * s, : w * s].transpose(1, 2, 0), 0.0, 1.0)
 
@@ -240,34 +199,42 @@ class Upscaler:
         tile: int | str = "auto",
         out_dtype: type = np.uint8,
         progress: ProgressFn | None = None,
+        sampler: Sampler | None = None,
+        on_step: StepHook | None = None,
     ) -> np.ndarray:
         """``rgb`` float32 HxWx3 in [0,1] -> (sH)x(sW)x3 of ``out_dtype`` (uint8, uint16 or float32).
 
         The output buffer is the only allocation that grows with the image: tiles are written into
         it already quantised, so a 16K output costs its own bytes plus one tile's working memory.
+        ``sampler`` replaces the one resolved from (temperature, seed); ``on_step`` hears every
+        step of every tile (``progress`` is the same news as two numbers).
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise LarsrError(f"expected an HxWx3 RGB array, got shape {rgb.shape}")
         h, w = rgb.shape[:2]
         if h < 1 or w < 1:
             raise LarsrError("cannot upscale an empty image")
-        temperature = self.default_temperature if temperature is None else float(temperature)
-        if temperature < 0:
-            raise LarsrError(f"temperature must be >= 0, got {temperature}")
         texture = self.resolve_texture(texture)
+        if sampler is None:
+            sampler = resolve_sampler(self.resolve_temperature(temperature), seed)
         lr = self._pad(np.clip(rgb.astype(np.float32, copy=False), 0.0, 1.0))
         tiles = self.plan(h, w, tile)
         s = self.scale
         out = np.empty((h * s, w * s, 3), dtype=out_dtype)
-        noise = CodeNoise(seed) if temperature > 0 else None
+
+        def hear(step: Step) -> None:
+            if on_step is not None:
+                on_step(step)
+            if progress is not None:
+                progress(step.done, step.total)
+
+        hook = hear if (on_step is not None or progress is not None) else None
         for i, tile_ in enumerate(tiles):
-            sr = self._run_tile(lr, tile_, temperature, noise, texture)
+            sr = self._run_tile(lr, tile_, sampler, texture, hook, i, len(tiles))
             own = tile_.own
             y0, x0 = own.y0 * s, own.x0 * s
             y1, x1 = min(own.y1 * s, h * s), min(own.x1 * s, w * s)
             out[y0:y1, x0:x1] = quantise(sr[: y1 - y0, : x1 - x0], out_dtype)
-            if progress:
-                progress(i + 1, len(tiles))
         return out
 
     def upscale(

@@ -1,5 +1,11 @@
 """Drawing texture codes from the LAR logits, with noise that does not depend on tiling.
 
+A ``Sampler`` is resolved once per image from (temperature, seed) by ``resolve_sampler``, the one
+place that decides that a temperature above zero means noise; the pipeline asks it for a
+``TileDraw`` per tile and calls that once per autoregressive step. New sampling rules (top-k, a
+different noise field) are a new ``Sampler`` subclass passed to ``Upscaler.upscale_array``;
+nothing else changes.
+
 The uniform number used for the code at global index-map position (y, x) is a pure function of
 (seed, y, x): a Philox counter-based generator keyed by the seed, with the row in the counter.
 A tile asks for its own window of that global field, so the same seed draws the same codes
@@ -9,7 +15,13 @@ whatever the tile size, the order of tiles or the device. Sampling is inverse-CD
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
+
+from .tiling import Box
 
 
 class CodeNoise:
@@ -45,3 +57,77 @@ def sample_codes(logits: np.ndarray, temperature: float, uniforms: np.ndarray | 
     codes = (z <= threshold).sum(axis=1)
     # Guard the float edge u*total == total: it must still pick a real code.
     return np.minimum(codes, logits.shape[1] - 1)
+
+
+# A tile's drawing rule: (logits (P, K) of all patches at one step, step t) -> codes (P,).
+TileDraw = Callable[[np.ndarray, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a step hook (``on_step``) hears after every autoregressive step of every tile."""
+
+    tile: int  # 0-based tile index
+    tiles: int
+    step: int  # 1-based step inside the tile
+    steps: int
+
+    @property
+    def done(self) -> int:
+        """Steps finished over the whole image, for one progress bar across all tiles."""
+        return self.tile * self.steps + self.step
+
+    @property
+    def total(self) -> int:
+        return self.tiles * self.steps
+
+
+StepHook = Callable[[Step], None]
+
+
+class Sampler(ABC):
+    """Chooses codes from logits; resolved once per image, asked for one ``TileDraw`` per tile."""
+
+    #: Whether two seeds can give different pictures (``--samples`` is pointless otherwise).
+    stochastic: bool = False
+
+    @abstractmethod
+    def tile(self, index_box: Box, patch_size: int) -> TileDraw:
+        """The drawing rule for the tile whose index-map window is ``index_box``."""
+
+
+class ArgmaxSampler(Sampler):
+    """Temperature 0: the most likely code everywhere; the seed has no effect."""
+
+    def tile(self, index_box: Box, patch_size: int) -> TileDraw:
+        return lambda logits, step: logits.argmax(axis=1)
+
+
+class TemperatureSampler(Sampler):
+    """Inverse-CDF draws from ``softmax(logits / T)`` with the seed's position-keyed noise."""
+
+    stochastic = True
+
+    def __init__(self, temperature: float, seed: int) -> None:
+        if not temperature > 0:
+            raise ValueError("TemperatureSampler needs a temperature above 0; use ArgmaxSampler")
+        self.temperature = float(temperature)
+        self.noise = CodeNoise(seed)
+
+    def tile(self, index_box: Box, patch_size: int) -> TileDraw:
+        b = index_box
+        uniforms = self.noise.window(b.y0, b.y1, b.x0, b.x1)
+        k = patch_size
+
+        def draw(logits: np.ndarray, step: int) -> np.ndarray:
+            dy, dx = divmod(step, k)
+            return sample_codes(logits, self.temperature, uniforms[dy::k, dx::k].reshape(-1))
+
+        return draw
+
+
+def resolve_sampler(temperature: float, seed: int) -> Sampler:
+    """The one place that turns the user's (temperature, seed) into a sampler."""
+    if temperature > 0:
+        return TemperatureSampler(temperature, seed)
+    return ArgmaxSampler()

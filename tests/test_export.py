@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from larsr_cli.errors import ModelError
-from larsr_cli.manifest import load_manifest, sha256_of
+from larsr_cli.integrity import sha256_of
+from larsr_cli.manifest import load_manifest
 
 SIZES = [(12, 20), (26, 18)]  # LR (h, w): even sides, different aspect ratios
 TOL = 1e-4
@@ -189,7 +190,7 @@ def test_wrong_hash_fails_clearly(tiny_model_dir, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(tiny_model_dir, bad)
     data = json.loads((bad / "manifest.json").read_text())
-    data["files"]["decoder.onnx"]["sha256"] = "0" * 64
+    data["graphs"]["decoder"]["sha256"] = "0" * 64
     (bad / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ModelError, match="decoder.onnx: sha256 mismatch"):
         load_manifest(bad)

@@ -1,0 +1,81 @@
+"""What every model family provides to the shared ``Upscaler``.
+
+``Upscaler`` owns what all architectures share: padding to the tile multiple, planning tiles from
+the receptive fields, alpha, quantising and ``--scale``. An architecture owns its graphs and its
+per-tile maths. Adding a family is one module here with a spec dataclass and an ``Architecture``
+subclass, registered in ``larsr_cli.arch``; the manifest names it in ``architecture``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..sampler import Sampler
+from ..tiling import Box
+
+# (step done inside the tile, steps per tile): the architecture's own progress.
+TileStepHook = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """The typed, architecture-specific part of a manifest (its ``spec`` object).
+
+    The two defaults live on every spec so the CLI and the API can ask any model for them; a
+    model without sampled texture keeps them at 0.
+    """
+
+    default_temperature: float = 0.0
+    default_texture: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Architecture(ABC):
+    """One model family: its graph roles, its spec and how it turns an LR tile into an HR tile."""
+
+    id: ClassVar[str]
+    #: Graph roles the manifest must map to files; the sessions dict is keyed by them.
+    graph_roles: ClassVar[tuple[str, ...]]
+    #: ``receptive_field`` entries (LR px) whose radii chain up into the tiling margin.
+    stages: ClassVar[tuple[str, ...]]
+
+    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any]) -> None:
+        self.spec = spec
+        self.scale = scale
+        # The caller's dict, read on every call: a profiler may swap an entry for a timing proxy.
+        self.sessions = sessions
+
+    @classmethod
+    @abstractmethod
+    def parse_spec(cls, data: Any, where: str) -> ArchSpec:
+        """Validate the manifest's ``spec``; every problem is one ``ModelError`` line."""
+
+    @abstractmethod
+    def structure(self, lr: np.ndarray) -> np.ndarray:
+        """The regression result alone, (1,3,H,W) float -> (1,3,sH,sW): what ``--texture 0`` gives."""
+
+    @abstractmethod
+    def steps(self, texture: float) -> int:
+        """Progress units per tile, so a one-tile image still shows a moving bar."""
+
+    @abstractmethod
+    def render_tile(
+        self,
+        lr: np.ndarray,
+        context: Box,
+        sampler: Sampler,
+        texture: float,
+        on_step: TileStepHook | None = None,
+    ) -> np.ndarray:
+        """One tile with its context, (1,3,h,w) -> (1,3,sh,sw) float; ``context`` is its LR window."""
+
+    @abstractmethod
+    def bytes_per_lr_pixel(self) -> int:
+        """Working memory per LR pixel of a tile's context, for choosing and checking tile sizes."""
