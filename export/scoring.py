@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from larsr_cli.errors import one_line
+
 from .data import _center_crop, make_pair, prepared_photo, read_manifest, val_images
 from .degrade import lr_consistency_db
 from .metrics import psnr_y, ssim_y, stripe_score
@@ -93,7 +95,7 @@ class Scorer:
             self.lpips = LPIPS.from_converted("alex")
             self.dists = DISTS()
         except (ImportError, FileNotFoundError, ValueError) as exc:
-            notes.append(f"perceptual metrics skipped: {str(exc).splitlines()[0]}")
+            notes.append(f"perceptual metrics skipped: {one_line(exc)}")
 
     def _pair(self, a: np.ndarray, b: np.ndarray) -> tuple[Any, Any]:
         torch = self._torch

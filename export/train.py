@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from larsr_cli.atomic import atomic_write
+
 from .configs import get_config
 from .data import CropDataset, make_pair, val_images
 from .degrade import bicubic_downscale_torch, bicubic_upscale
@@ -409,12 +411,11 @@ def checkpoint(
     gan: GanTerm | None = None,
 ) -> None:
     save_checkpoint(run / "model.pt", model, extra)
-    tmp = state_path.with_suffix(".tmp")
     state = {"optimiser": optimiser.state_dict(), "step": step}
     if gan is not None:
         state["gan"] = gan.state_dict()
-    torch.save(state, tmp)
-    tmp.replace(state_path)
+    with atomic_write(state_path, overwrite=True) as fh:
+        torch.save(state, fh)
 
 
 def main(argv: list[str] | None = None) -> None:

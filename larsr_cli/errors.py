@@ -22,3 +22,10 @@ def printable(text: str) -> str:
     characters, newlines included, become visible escapes, so an error stays one line and a file
     name cannot move the cursor or recolour the terminal."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none: what a
+    library error (onnxruntime, Pillow, the Hub) says, fit for a one-line user error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

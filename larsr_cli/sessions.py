@@ -15,7 +15,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from .errors import LarsrError, ModelError
+from .errors import LarsrError, ModelError, one_line
 
 
 @dataclass(frozen=True)
@@ -70,5 +70,4 @@ def open_session(path: Path, device: DeviceChoice, threads: int | None) -> ort.I
             str(path), sess_options=session_options(threads), providers=device.providers
         )
     except Exception as exc:  # onnxruntime raises its own untyped errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot load ONNX graph ({first})") from None
+        raise ModelError(f"{path}: cannot load ONNX graph ({one_line(exc)})") from None
