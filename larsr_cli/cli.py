@@ -28,9 +28,11 @@ from . import __version__
 from .commands_models import download, info, models
 from .engine import JobResult, RenderSettings, Summary, run_job
 from .errors import LarsrError, printable
+from .images.formats import format_choices, lossy_formats, output_format
 from .jobs import STDIO, NamingOptions, plan_jobs
 
-FORMATS = ["same", "png", "jpg", "jpeg", "webp", "tiff", "bmp"]
+FORMATS = format_choices()
+LOSSY = lossy_formats()
 
 
 def _tile_option(value: str) -> int | str:
@@ -147,7 +149,12 @@ def _finite_temperature(value: float | None) -> float | None:
     show_default=True,
     help="Output format; same = the input's.",
 )
-@click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality (default 95).")
+@click.option(
+    "--quality",
+    type=click.IntRange(1, 100),
+    default=None,
+    help="Quality for " + ", ".join(f"{f.name} (default {f.quality})" for f in LOSSY) + ".",
+)
 @click.option("--suffix", default="", help="Appended to output file stems in folder mode.")
 @click.option("--recursive", "-r", is_flag=True, help="Descend into subfolders (mirrored in the output).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -185,7 +192,7 @@ def upscale(
     if seed + samples > MAX_SEED:
         raise LarsrError(f"--seed {seed} with --samples {samples} runs past the largest seed {MAX_SEED - 1}")
     tile_value = _tile_option(tile)
-    fmt = "jpg" if fmt.lower() == "jpeg" else fmt.lower()
+    fmt = "same" if fmt.lower() == "same" else output_format(fmt).name  # jpeg -> jpg: one spelling
     jobs = plan_jobs(inputs, NamingOptions(output, fmt, suffix, seed, samples, recursive))
     to_stdout = output == STDIO
     if to_stdout and sys.stdout.isatty():

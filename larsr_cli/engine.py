@@ -2,7 +2,7 @@
 
 One bad file never stops a batch: each job ends as done, skipped or failed (with its one-line
 reason), and the caller decides the exit code from the summary. Outputs go through the atomic
-writer of ``imageio``, so an interrupted run leaves either the old file or the new one.
+writer of ``larsr_cli.images``, so an interrupted run leaves either the old file or the new one.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageError, LarsrError
-from .imageio import AlphaFlattenedWarning, LoadedImage, encode_image, load_image, save_image
+from .images import AlphaFlattenedWarning, LoadedImage, encode_image, load_image, save_image
 from .jobs import STDIO, Job
 from .pipeline import Upscaler
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LarsrError
-from .imageio import FORMAT_SUFFIXES, resolve_format
+from .images.formats import IMAGE_SUFFIXES, output_format, output_suffix, resolve_format, suffix_list
 
 STDIO = "-"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".jfif", ".gif"}
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class Job:
 @dataclass(frozen=True)
 class NamingOptions:
     output: str
-    format: str  # png, jpg, webp, tiff, bmp or "same"
+    format: str  # a name from images.formats.format_choices(): "same" or e.g. png
     suffix: str
     seed: int
     samples: int
@@ -40,9 +39,8 @@ class NamingOptions:
 
 def _target_suffix(source: Path | str, fmt: str) -> str:
     if fmt != "same":
-        return FORMAT_SUFFIXES[resolve_format(fmt)]
-    suffix = Path(source).suffix.lower() if source != STDIO else ".png"
-    return suffix if suffix in IMAGE_SUFFIXES - {".gif", ".jfif"} else ".png"
+        return output_format(fmt).suffix
+    return output_suffix(Path(source).suffix) if source != STDIO else ".png"
 
 
 def _check_file_target(path: Path, fmt: str) -> None:
@@ -123,7 +121,7 @@ def plan_jobs(inputs: tuple[str, ...], opts: NamingOptions) -> list[Job]:
     explicit_folder = out.endswith(("/", os.sep)) or out_path.is_dir()
     if out_path.suffix and not names_a_file and not explicit_folder:
         raise LarsrError(
-            f"-o {out}: {out_path.suffix} is not an image suffix; use .png, .jpg, .webp, .tif or .bmp, "
+            f"-o {out}: {out_path.suffix} is not an image suffix; use {suffix_list(dotted=True)}, "
             f"or end a folder name with / ({out}/)"
         )
     if names_a_file and one_output and sources[0][0] != STDIO:

@@ -30,7 +30,7 @@ from PIL import Image, ImageCms
 
 from larsr_cli.atomic import TMP_MARKER
 from larsr_cli.cli import main
-from larsr_cli.imageio import resize_float
+from larsr_cli.images import resize_float
 from larsr_cli.pipeline import Upscaler
 
 W, H = 16, 12  # LR size of most test images

@@ -18,20 +18,28 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image, ImageCms
 
-from larsr_cli import imageio
+from larsr_cli import images
 from larsr_cli.atomic import TMP_MARKER
 from larsr_cli.errors import ImageError
-from larsr_cli.imageio import (
+from larsr_cli.images import (
     AlphaFlattenedWarning,
     LoadedImage,
+    decode,
     encode_image,
     load_image,
+    metadata,
+    quantise,
     resize_float,
     resolve_format,
     save_image,
 )
+from larsr_cli.images.metadata import Meta
+from larsr_cli.images.pixels import orient
+from larsr_cli.images.png16 import encode_png16
+from larsr_cli.images.tiff import encode_tiff
 
 W, H = 12, 8
 
@@ -195,7 +203,7 @@ def test_cmyk_with_profile_is_colour_managed(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(ImageCms, "ImageCmsProfile", lambda f: object())
     monkeypatch.setattr(ImageCms, "createProfile", lambda name: object())
     monkeypatch.setattr(ImageCms, "profileToProfile", fake_transform)
-    monkeypatch.setattr(imageio, "_srgb_icc", lambda: b"SRGB-PROFILE")
+    monkeypatch.setattr(decode, "srgb_icc", lambda: b"SRGB-PROFILE")
     cmyk_icc = bytes(16) + b"CMYK" + bytes(108)
     Image.fromarray(rgb8()).convert("CMYK").save(tmp_path / "c.tif", icc_profile=cmyk_icc)
     li = load_image(tmp_path / "c.tif")
@@ -294,7 +302,7 @@ def test_32bit_int_gray_is_clipped_to_16_bits(tmp_path: Path) -> None:
 
 
 def test_pillow_still_squeezes_16bit_rgb_png_to_8_bits(tmp_path: Path) -> None:
-    """Canary: if Pillow learns 16-bit RGB, the OpenCV detour in imageio can be revisited."""
+    """Canary: if Pillow learns 16-bit RGB, the OpenCV detours (images/deep.py, png16.py) can go."""
     cv2.imwrite(str(tmp_path / "c.png"), gradient16(channels=3))
     assert Image.open(tmp_path / "c.png").mode == "RGB"
 
@@ -304,8 +312,8 @@ def test_pillow_still_squeezes_16bit_rgb_png_to_8_bits(tmp_path: Path) -> None:
 def test_16bit_rgb_orientation(tmp_path: Path, suffix: str, orientation: int) -> None:
     """Includes a dark image, whose 8-bit view (all zeros) cannot tell the orientations apart."""
     stored = (np.arange(H * W * 3).reshape(H, W, 3) % 251).astype(np.uint16)
-    meta = imageio._Meta(None, exif_bytes(orientation), None)
-    encode = imageio._encode_png16 if suffix == ".png" else imageio._encode_tiff
+    meta = Meta(exif=exif_bytes(orientation))
+    encode = encode_png16 if suffix == ".png" else encode_tiff
     (tmp_path / f"o{suffix}").write_bytes(encode(stored, meta))
     li = load_image(tmp_path / f"o{suffix}")
     pil8 = Image.fromarray(stored.astype(np.uint8))
@@ -314,6 +322,132 @@ def test_16bit_rgb_orientation(tmp_path: Path, suffix: str, orientation: int) ->
 
     want = np.asarray(ImageOps.exif_transpose(pil8))
     assert li.bit_depth == 16 and np.array_equal(u16_of(li.rgb), want)
+
+
+def _pillow_transposed(stored: np.ndarray, orientation: int) -> np.ndarray:
+    """Pillow's ``exif_transpose`` of ``stored`` (uint8 RGB, or any 2-D uint16 plane as I;16)."""
+    from PIL import ImageOps
+
+    im = Image.fromarray(stored)
+    im.getexif()[0x0112] = orientation
+    return np.asarray(ImageOps.exif_transpose(im))
+
+
+@pytest.mark.parametrize("orientation", range(0, 10))
+def test_orient_is_pillows_exif_transpose(orientation: int) -> None:
+    """Out-of-range tags (0, 9) leave the pixels as stored, as Pillow does."""
+    rgb = rgb8(5, 3)
+    assert np.array_equal(orient(rgb, orientation), _pillow_transposed(rgb, orientation))
+    plane = gradient16(5, 3)
+    assert np.array_equal(orient(plane, orientation), _pillow_transposed(plane, orientation))
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16bit_tiff_from_another_writer_is_oriented_at_full_depth(
+    tmp_path: Path, orientation: int, compression: str | None
+) -> None:
+    """A TIFF tifffile wrote with an Orientation tag: all 16 bits, turned as Pillow turns 8 bits."""
+    stored = gradient16(channels=3)
+    tifffile.imwrite(
+        tmp_path / "o.tif",
+        stored,
+        photometric="rgb",
+        compression=compression,
+        extratags=[(0x0112, "H", 1, orientation, True)],
+    )
+    li = load_image(tmp_path / "o.tif")
+    want = np.dstack([_pillow_transposed(stored[..., c], orientation) for c in range(3)])
+    assert li.bit_depth == 16 and np.array_equal(u16_of(li.rgb), want)
+
+
+# ---- TIFF output (tifffile) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [0, 2, 3, 4], ids=["gray", "gray-alpha", "rgb", "rgba"])
+def test_16bit_tiff_roundtrips_pixels_icc_and_dpi(tmp_path: Path, channels: int) -> None:
+    """Read back by tifffile itself (not our decoder): exact samples, deflate, profile, resolution."""
+    px = gradient16(channels=channels)
+    gray = channels in (0, 2)
+    colour = px if channels == 0 else px[..., 0] if gray else px[..., :3]
+    rgb = colour.astype(np.float32) / 65535
+    alpha = px[..., -1].astype(np.float32) / 65535 if channels in (2, 4) else None
+    icc = bytes(16) + (b"GRAY" if gray and channels == 0 else b"RGB ") + bytes(108)
+    like = LoadedImage(
+        rgb=rgb, mode="I;16", bit_depth=16, grayscale=gray, icc_profile=icc, dpi=(300.0, 150.0)
+    )
+    save_image(tmp_path / "out.tif", rgb, alpha=alpha, like=like)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages[0]
+        got = page.asarray()
+        assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE and page.predictor == 2
+        assert page.tags["InterColorProfile"].value == icc
+        assert page.tags["XResolution"].value == (300, 1) and page.tags["YResolution"].value == (150, 1)
+        assert page.tags["ResolutionUnit"].value == tifffile.RESUNIT.INCH
+    if channels == 2:  # 16-bit gray+alpha is stored as RGBA, which every reader handles
+        want = np.dstack([px[..., 0]] * 3 + [px[..., 1]])
+    else:
+        want = px
+    assert got.dtype == np.uint16 and np.array_equal(got, want)
+    pil = Image.open(tmp_path / "out.tif")
+    assert pil.info["icc_profile"] == icc and pil.info["dpi"] == pytest.approx((300, 150))
+
+
+def test_float_tiff_is_written_as_float_samples(tmp_path: Path) -> None:
+    f = np.linspace(0, 1, W * H, dtype=np.float32).reshape(H, W)
+    like = LoadedImage(rgb=np.dstack([f] * 3), mode="F", bit_depth=16, grayscale=True)
+    save_image(tmp_path / "f.tif", like.rgb, like=like)
+    with tifffile.TiffFile(tmp_path / "f.tif") as tif:
+        got = tif.pages[0].asarray()
+    assert got.dtype == np.float32 and np.allclose(got, f, atol=1e-6)
+
+
+def test_tiff_exif_keeps_interop_and_drops_pixel_tags(tmp_path: Path) -> None:
+    """The EXIF splice: sub-directories nested two deep survive; the source's layout tags do not."""
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+    ifd = ImageFileDirectory_v2(prefix=b"II")
+    ifd[0x010F] = "LarsrCam"
+    ifd[256] = 9999  # ImageWidth of some other file: must not replace ours
+    ifd[0x8769] = {0x9003: "2026:11:05 12:00:00", 0xA005: {1: "R98"}}
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8)
+    like = LoadedImage(rgb=np.zeros((H, W, 3), np.float32), exif=exif)
+    save_image(tmp_path / "e.tif", like.rgb, like=like)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow warns on offsets that point nowhere
+        pil = Image.open(tmp_path / "e.tif")
+        got = pil.getexif()
+        assert pil.size == (W, H) and got.get(0x010F) == "LarsrCam"
+        assert got.get_ifd(0x8769).get(0x9003) == "2026:11:05 12:00:00"
+        assert got.get_ifd(0xA005) == {1: "R98"}
+        pil.close()
+
+
+def test_unserialisable_tiff_exif_is_dropped_not_fatal(tmp_path: Path) -> None:
+    like = LoadedImage(rgb=np.zeros((H, W, 3), np.float32), exif=b"Exif\x00\x00garbage")
+    save_image(tmp_path / "e.tif", like.rgb, like=like)
+    assert np.asarray(Image.open(tmp_path / "e.tif")).shape == (H, W, 3)
+
+
+# ---- the one rounding rule -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_quantise_rounds_half_to_even_like_np_rint(dtype: type) -> None:
+    """The rule the training data and benchmarks use (``np.rint``), NaN to 0, clipped."""
+    maxval = np.iinfo(dtype).max
+    halves = (np.arange(0, 40, dtype=np.float32) + np.float32(0.5)) / np.float32(maxval)
+    sweep = np.concatenate([np.linspace(-0.1, 1.1, 5001, dtype=np.float32), halves])
+    want = np.clip(np.rint(sweep * np.float32(maxval)), 0, maxval).astype(dtype)
+    assert np.array_equal(quantise(sweep, dtype), want)
+    assert quantise(np.array([np.nan], np.float32), dtype)[0] == 0
+
+
+def test_pipeline_and_writers_share_one_quantise() -> None:
+    from larsr_cli import pipeline
+    from larsr_cli.images import encode
+
+    assert pipeline.quantise is quantise and encode.quantise is quantise
 
 
 # ---- metadata ------------------------------------------------------------------------------------
@@ -374,7 +508,7 @@ def test_exif_orientation_applied_and_reset(tmp_path: Path, suffix: str) -> None
 
 def test_exif_orientation_patch_keeps_other_bytes() -> None:
     raw = exif_bytes(8)
-    patched = imageio._upright_exif(raw)
+    patched = metadata.upright_exif(raw)
     assert patched is not None and len(patched) == len(raw)
     assert sum(a != b for a, b in zip(raw, patched, strict=True)) == 1
 
@@ -414,7 +548,7 @@ def test_encode_image_bytes(tmp_path: Path) -> None:
     pil = Image.open(io.BytesIO(data))
     assert pil.format == "WEBP" and pil.size == (2 * W, 2 * H)
     assert Image.open(io.BytesIO(encode_image(li.rgb, format="png"))).format == "PNG"
-    assert imageio.save_bytes is encode_image
+    assert images.save_bytes is encode_image
 
 
 def test_load_from_bytes_and_stream(tmp_path: Path) -> None:

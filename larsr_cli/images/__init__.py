@@ -1,5 +1,31 @@
-"""Image files in and out: formats, decoding, encoding, metadata and the pixel maths around them."""
+"""Image files in and out: formats, decoding, encoding, metadata and the pixel maths around them.
 
-from ..imageio import pil_arrays, quantise, resize_float
+One module per job: :mod:`.formats` (the one table of formats), :mod:`.decode` (files to
+:class:`LoadedImage`), :mod:`.deep` (16-bit colour Pillow cannot decode), :mod:`.encode`
+(pixels to files), :mod:`.tiff` and :mod:`.png16` (the writers Pillow lacks), :mod:`.metadata`
+(ICC, EXIF, dpi) and :mod:`.pixels` (rounding, resampling, orientation).
+"""
 
-__all__ = ["pil_arrays", "quantise", "resize_float"]
+from .decode import load_image, pil_arrays
+from .encode import AlphaFlattenedWarning, encode_image, save_bytes, save_image
+from .formats import FORMATS, IMAGE_SUFFIXES, ImageFormat, find_format, format_choices, resolve_format
+from .loaded import LoadedImage
+from .pixels import quantise, resize_float
+
+__all__ = [
+    "FORMATS",
+    "IMAGE_SUFFIXES",
+    "AlphaFlattenedWarning",
+    "ImageFormat",
+    "LoadedImage",
+    "encode_image",
+    "find_format",
+    "format_choices",
+    "load_image",
+    "pil_arrays",
+    "quantise",
+    "resize_float",
+    "resolve_format",
+    "save_bytes",
+    "save_image",
+]
