@@ -76,6 +76,31 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+# The CPU features that decide which precisions can be fast here (recorded with every result).
+SPEED_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+)
+
+
+def cpu_flags() -> set[str]:
+    """The kernel's CPU feature flags (``lscpu`` reads the same line)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def _ram_gib() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
@@ -107,6 +132,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu_model": _cpu_model(),
+        "cpu_flags": sorted(set(SPEED_FLAGS) & cpu_flags()) or None,
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
         "ram_gib": _ram_gib(),

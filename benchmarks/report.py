@@ -173,6 +173,32 @@ def stage_table(data: dict[str, Any]) -> str:
     return md_table(headers, rows)
 
 
+def efficiency_table(data: dict[str, Any]) -> str:
+    """Achieved GFLOP/s per stage and as a fraction of the fp32 peak measured in the same run."""
+    stages = ["coarse", "condition", "lar_step", "decoder", "total"]
+    headers = ["input", *stages]
+    rows = []
+    for row in data["rows"]:
+        eff = row["methods"]["larsr"].get("efficiency", {})
+        cells = [
+            f"{eff[k]['gflops']:.0f} ({100 * eff[k]['of_peak']:.0f}%)" if k in eff else "-" for k in stages
+        ]
+        rows.append([f"{row['input']}²", *cells])
+    return md_table(headers, rows)
+
+
+def peak_line(data: dict[str, Any]) -> str:
+    peak = data["peak"]
+    kinds = ", ".join(f"{k} {v:.0f}" for k, v in peak["gflops"].items())
+    flags = ", ".join(data["machine"].get("cpu_flags") or []) or "unknown"
+    return (
+        f"Measured peak with {peak['threads']} threads (GFLOP/s; int8 in GOP/s): {kinds}; "
+        f"kernels {peak['kernels']}. CPU flags: {flags}. Model: "
+        f"{data['flops']['flops_per_output_pixel'] / 1e3:.1f} kFLOP per output pixel "
+        f"({', '.join(f'{k} {v / 1e3:.1f}k' for k, v in data['flops']['graphs'].items())})."
+    )
+
+
 def memory_table(data: dict[str, Any]) -> str:
     headers = ["input → output", "wall s", "peak RSS MiB", "output buffer MiB", "PNG MiB"]
     rows = [
@@ -205,6 +231,15 @@ def speed_markdown(data: dict[str, Any]) -> str:
         stage_table(data),
         "",
     ]
+    if data.get("peak"):
+        parts += [
+            "Achieved GFLOP/s per stage (fraction of the measured fp32 peak):",
+            "",
+            efficiency_table(data),
+            "",
+            peak_line(data),
+            "",
+        ]
     if data.get("memory"):
         parts += [
             "## Memory (one `larsr upscale` process per size)",

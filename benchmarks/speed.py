@@ -49,6 +49,8 @@ from benchmarks.common import (
     write_json,
     write_text,
 )
+from benchmarks.flops import count as count_flops
+from benchmarks.peak import measure_peaks
 from export.degrade import to_uint8
 from larsr_cli.sampler import Sampler, TileDraw, resolve_sampler
 
@@ -279,6 +281,30 @@ def _ratio(a: float, b: float | None) -> float | None:
     return float(f"{a / b:.4g}") if b else None
 
 
+# Which counted graph each timed stage runs (sampling and "other" are numpy work, no FLOPs counted).
+STAGE_GRAPHS = {"coarse": "coarse", "condition": "condition", "lar_step": "lar_step", "decoder": "decoder"}
+
+
+def efficiency(
+    stages_s_per_mpx: dict[str, float], flops_per_px: dict[str, int], peak_gflops: float
+) -> dict[str, dict[str, float]]:
+    """Achieved GFLOP/s and fraction of the measured fp32 peak, per stage and end to end.
+
+    FLOPs come from ``benchmarks.flops`` (one untiled tile, so margins are not counted as useful
+    work: a tiled run that recomputes margins shows as a lower fraction, as it should).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for stage, graph in STAGE_GRAPHS.items():
+        seconds = stages_s_per_mpx.get(stage, 0.0)
+        if seconds > 0 and graph in flops_per_px:
+            gflops = flops_per_px[graph] * 1e6 / seconds / 1e9
+            out[stage] = {"gflops": round(gflops, 1), "of_peak": round(gflops / peak_gflops, 3)}
+    total_s = sum(stages_s_per_mpx.values())
+    gflops = sum(flops_per_px.values()) * 1e6 / total_s / 1e9
+    out["total"] = {"gflops": round(gflops, 1), "of_peak": round(gflops / peak_gflops, 3)}
+    return out
+
+
 def summarise(size: int, methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Seconds per output megapixel from the fastest repeat, and ratios to bicubic and to larsr.
 
@@ -353,6 +379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for size, entry in by_size.items():
             per_size[size][key] = entry
     rows = [summarise(size, methods) for size, methods in per_size.items()]
+    log("machine peak (onnxruntime conv/GEMM) and FLOP count")
+    peak = measure_peaks(args.threads)
+    flops = count_flops(upscaler.folder)
+    for row in rows:
+        larsr = row["methods"]["larsr"]
+        larsr["efficiency"] = efficiency(larsr["stages_s_per_mpx"], flops["graphs"], peak["fp32_peak_gflops"])
     memory = []
     with tempfile.TemporaryDirectory(prefix="larsr-rss-") as tmp:
         for size in args.rss_list:
@@ -377,6 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "labels": labels,
         "rows": rows,
+        "peak": peak,
+        "flops": flops,
         "memory": memory,
         "notes": notes,
     }
