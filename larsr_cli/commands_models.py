@@ -1,14 +1,12 @@
 """``larsr download``, ``larsr models`` and ``larsr info``: getting and inspecting model folders.
 
-The commands are plain click commands; the main ``larsr`` group registers them and turns a raised
-``LarsrError`` into one line and exit status 1. ``python -m larsr_cli.commands_models`` runs them
-under a small stand-in group with the same error handling, so they can be driven on their own.
+The commands are plain click commands; the main ``larsr`` group (``larsr_cli.cli``) registers them
+and its error handler turns a raised ``LarsrError`` into one line and exit status 1.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import LarsrError
-from .manifest import Manifest, load_manifest, read_manifest, sha256_of
+from .integrity import folder_status, present_size, verify_folder
+from .manifest import Manifest, read_manifest
 from .registry import HF_PREFIX, embedded_models, resolve_model
 
 if TYPE_CHECKING:
@@ -64,12 +63,10 @@ def download(repo: str, revision: str | None, local_dir: Path | None, quiet: boo
     REPO is OWNER/NAME or hf://OWNER/NAME[/SUBFOLDER][@REVISION]. Only the files the manifest names
     are fetched; the last line printed is the model folder, usable as --model.
     """
-    from .hub import RichDownloadProgress, download_model, parse_hub_ref
+    from .hub import download_model, parse_hub_ref
 
     ref = parse_hub_ref(repo, revision=revision)
-    with RichDownloadProgress(console=Console(file=sys.stderr), disable=quiet) as bars:
-        model = download_model(ref, local_dir=local_dir, progress=bars)
-    _print_download(model)
+    _print_download(download_model(ref, local_dir=local_dir, progress=not quiet))
 
 
 def _print_download(model: HubModel) -> None:
@@ -86,50 +83,18 @@ def _print_download(model: HubModel) -> None:
 # models
 
 
-def _folder_size(folder: Path, manifest: Manifest) -> int:
-    return sum((folder / name).stat().st_size for name in manifest.files if (folder / name).is_file())
-
-
 def _embedded_rows(verify: bool) -> list[dict[str, Any]]:
     rows = []
     for name, folder in embedded_models().items():
+        row = {"reference": name, "source": "embedded", "revision": "", "commit": None, "path": str(folder)}
         try:
             manifest = read_manifest(folder)
         except LarsrError as exc:
-            rows.append(
-                {
-                    "name": name,
-                    "reference": name,
-                    "source": "embedded",
-                    "revision": "",
-                    "commit": None,
-                    "scale": None,
-                    "size": None,
-                    "status": f"broken: {exc}",
-                    "path": str(folder),
-                }
-            )
+            rows.append({"name": name, **row, "scale": None, "size": None, "status": f"broken: {exc}"})
             continue
-        status = "unchecked"
-        if verify:
-            try:
-                load_manifest(folder, verify=True)
-                status = "verified"
-            except LarsrError:
-                status = "corrupt or incomplete"
-        rows.append(
-            {
-                "name": manifest.name,
-                "reference": name,
-                "source": "embedded",
-                "revision": "",
-                "commit": None,
-                "scale": manifest.scale,
-                "size": _folder_size(folder, manifest),
-                "status": status,
-                "path": str(folder),
-            }
-        )
+        checks = verify_folder(folder, manifest, hashes=verify, report=True)
+        status, size = folder_status(checks), present_size(checks)
+        rows.append({"name": manifest.name, **row, "scale": manifest.scale, "size": size, "status": status})
     return rows
 
 
@@ -188,23 +153,30 @@ def models(verify: bool, as_json: bool) -> None:
 
 def _info_rows(manifest: Manifest) -> list[tuple[str, str]]:
     rf = ", ".join(f"{name} {radius}" for name, radius in manifest.receptive_field.items())
-    rows = [
-        ("Name", manifest.name),
-        ("Format version", str(manifest.format_version)),
-        ("Scale", f"x{manifest.scale}"),
-        ("Patch size", f"{manifest.patch_size} x {manifest.patch_size}"),
-        ("Codebook size", str(manifest.codebook_size)),
+    rows = [("Name", manifest.name), ("Format version", str(manifest.format_version))]
+    # Format 2 names its architecture and keeps that family's fields in a typed ``spec``.
+    architecture, spec = getattr(manifest, "architecture", None), getattr(manifest, "spec", None)
+    if architecture:
+        rows.append(("Architecture", architecture))
+    rows.append(("Scale", f"x{manifest.scale}"))
+    detail = spec if spec is not None else manifest
+    if getattr(detail, "patch_size", None):
+        rows.append(("Patch size", f"{detail.patch_size} x {detail.patch_size}"))
+    if getattr(detail, "codebook_size", None):
+        rows.append(("Codebook size", str(detail.codebook_size)))
+    rows += [
         ("Tile multiple", f"{manifest.tile_multiple} LR px"),
         ("Receptive field", f"{rf} LR px (context margin {manifest.context_margin})"),
         ("Default temperature", f"{manifest.default_temperature:g}"),
         ("Licence", manifest.licence or "-"),
     ]
-    if manifest.training_data:
-        rows.append(("Training data", json.dumps(manifest.training_data, sort_keys=True)))
-    if manifest.lar:
-        rows.append(("LAR", json.dumps(manifest.lar, sort_keys=True)))
-    if manifest.metrics:
-        rows.append(("Metrics", json.dumps(manifest.metrics, sort_keys=True)))
+    extra = {
+        "Training data": manifest.training_data,
+        "LAR": getattr(manifest, "lar", None),
+        "Spec": spec.to_json() if spec is not None else None,
+        "Metrics": manifest.metrics,
+    }
+    rows += [(key, json.dumps(value, sort_keys=True)) for key, value in extra.items() if value]
     return rows
 
 
@@ -212,13 +184,11 @@ def _file_table(folder: Path, manifest: Manifest, verify: bool) -> Table:
     table = Table(show_edge=False)
     for column in ("File", "Size", "sha256", "State"):
         table.add_column(column)
-    for name, entry in manifest.files.items():
-        path = folder / name
-        state = "present" if path.is_file() else "not downloaded"
-        size = path.stat().st_size if path.is_file() else entry.get("bytes")
-        if verify and path.is_file():
-            state = "verified" if sha256_of(path) == entry["sha256"] else "SHA256 MISMATCH"
-        table.add_row(name, _human_size(size), str(entry["sha256"])[:16] + "...", state)
+    states = {"verified": "verified", "present": "present", "corrupt": "SHA256 MISMATCH"}
+    for check in verify_folder(folder, manifest, hashes=verify, report=True):
+        size = check.size if check.size is not None else manifest.files[check.name].get("bytes")
+        state = states.get(check.state, "not downloaded")
+        table.add_row(check.name, _human_size(size), check.expected[:16] + "...", state)
     return table
 
 
@@ -251,38 +221,3 @@ def info(model: str, verify: bool) -> None:
     console = _stdout()
     console.print(table)
     console.print(_file_table(folder, manifest, verify))
-
-
-# --------------------------------------------------------------------------------------------------
-# Stand-alone runner (the real entry point is the lead's `larsr` group)
-
-
-@click.group()
-def _group() -> None:
-    """larsr model commands (stand-alone runner)."""
-
-
-_group.add_command(download)
-_group.add_command(models)
-_group.add_command(info)
-
-
-def _main(argv: list[str] | None = None) -> int:
-    try:
-        _group.main(args=argv, prog_name="larsr", standalone_mode=False)
-    except LarsrError as exc:
-        click.echo(f"larsr: error: {exc}", err=True)
-        return 1
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

@@ -8,7 +8,6 @@ three forms and fail with the same one-line errors.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from .errors import ModelError
@@ -55,7 +54,7 @@ def resolve_model(ref: str, *, offline: bool | None = None, progress: bool = Fal
     """The folder of the model ``ref`` names, downloading and verifying it first for ``hf://``.
 
     ``offline=True`` never touches the network (only the HF cache); ``None`` follows
-    ``HF_HUB_OFFLINE``. ``progress`` shows rich download bars on stderr, for CLI callers.
+    ``HF_HUB_OFFLINE``. ``progress`` shows huggingface_hub's download bars on stderr, for CLI callers.
     """
     ref = ref.strip()
     if not ref:
@@ -75,15 +74,9 @@ def resolve_model(ref: str, *, offline: bool | None = None, progress: bool = Fal
 
 def _resolve_hub(ref: str, offline: bool | None, progress: bool) -> Path:
     # huggingface_hub takes most of a second to import: only pay for it when a Hub model is asked for.
-    from .hub import RichDownloadProgress, download_model, parse_hub_ref
+    from .hub import download_model, parse_hub_ref
 
-    hub_ref = parse_hub_ref(ref)
-    if not progress:
-        return download_model(hub_ref, offline=offline).path
-    from rich.console import Console
-
-    with RichDownloadProgress(console=Console(file=sys.stderr)) as bars:
-        return download_model(hub_ref, offline=offline, progress=bars).path
+    return download_model(parse_hub_ref(ref), offline=offline, progress=progress).path
 
 
 def _unknown_message(ref: str, embedded: dict[str, Path]) -> str:

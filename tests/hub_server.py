@@ -1,11 +1,11 @@
 """A local stand-in for the part of the Hugging Face Hub HTTP API that downloads use.
 
 No network exists in the test environment, and mocking huggingface_hub would test our guesses about
-it rather than the library itself. This server answers the real requests huggingface_hub 2.x makes
-for ``snapshot_download`` / ``hf_hub_download`` (model info, recursive tree listing, HEAD and GET on
-``/resolve``) with the headers it relies on (``X-Repo-Commit``, ``ETag``/``X-Linked-Etag``,
-``X-Linked-Size``, ``Content-Length``, ``X-Error-Code``), so the library runs its normal code paths
-against ``HF_ENDPOINT=hub.url``.
+it rather than the library itself. This server answers the requests ``hf_hub_download`` makes
+(HEAD and GET on ``/resolve``, as huggingface_hub 1.x and 2.x send them) with the headers it relies
+on (``X-Repo-Commit``, ``ETag``/``X-Linked-Etag``, ``X-Linked-Size``, ``Content-Length``,
+``X-Error-Code``), so the library runs its normal code paths against ``HF_ENDPOINT=hub.url``. It
+records every request, with its User-Agent.
 
 Import the ``hub_server`` fixture into a test module (no conftest needed)::
 
@@ -74,6 +74,7 @@ class FakeHub:
         self.repos: dict[str, FakeRepo] = dict(repos or {})
         self.tamper: dict[tuple[str, str], bytes] = {}
         self.requests: list[tuple[str, str]] = []
+        self.user_agents: list[tuple[str, str]] = []  # (path, User-Agent) of every request
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -109,9 +110,10 @@ class FakeHub:
     # ---------------------------------------------------------------------------------------------
     # request routing
 
-    def _record(self, method: str, path: str) -> None:
+    def _record(self, method: str, path: str, user_agent: str) -> None:
         with self._lock:
             self.requests.append((method, path))
+            self.user_agents.append((path, user_agent))
 
     def _repo(self, repo_id: str, auth: str | None) -> FakeRepo:
         repo = self.repos.get(repo_id)
@@ -132,40 +134,6 @@ class FakeHub:
         if sha is None:
             raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         return sha
-
-    def model_info(self, repo_id: str, revision: str, auth: str | None) -> dict:
-        repo = self._repo(repo_id, auth)
-        sha = self._commit(repo, revision)
-        return {
-            "id": repo_id,
-            "modelId": repo_id,
-            "sha": sha,
-            "private": repo.private,
-            "gated": "manual" if repo.gated else False,
-            "siblings": [{"rfilename": path} for path in sorted(repo.commits[sha])],
-        }
-
-    def tree(self, repo_id: str, revision: str, prefix: str, auth: str | None) -> list[dict]:
-        repo = self._repo(repo_id, auth)
-        files = repo.commits[self._commit(repo, revision)]
-        entries, folders = [], set()
-        for path in sorted(files):
-            if prefix and not path.startswith(prefix.rstrip("/") + "/"):
-                continue
-            parts = path.split("/")
-            folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
-            entries.append(self._tree_entry(path, files[path]))
-        entries += [
-            {"type": "directory", "oid": commit_sha(f), "path": f, "size": 0} for f in sorted(folders)
-        ]
-        return entries
-
-    @staticmethod
-    def _tree_entry(path: str, data: bytes) -> dict:
-        entry = {"type": "file", "oid": git_blob_oid(data), "size": len(data), "path": path}
-        if path.endswith(LFS_SUFFIXES):
-            entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
-        return entry
 
     def resolve_file(
         self, repo_id: str, revision: str, path: str, auth: str | None
@@ -194,7 +162,7 @@ class FakeHub:
 
             def _dispatch(self, head: bool) -> None:
                 raw_path = urlsplit(self.path).path
-                hub._record(self.command, raw_path)
+                hub._record(self.command, raw_path, self.headers.get("user-agent", ""))
                 auth = self.headers.get("authorization")
                 segments = raw_path.strip("/").split("/")
                 try:
@@ -202,8 +170,6 @@ class FakeHub:
                         # huggingface_hub 2.x fetches this registry (agent detection) once a day.
                         body = json.dumps({"harnesses": {}, "standardEnvVars": []}).encode()
                         self._send(200, body, {"Content-Type": "application/json"}, head)
-                    elif segments[:2] == ["api", "models"]:
-                        self._api(segments[2:], auth, head)
                     elif len(segments) >= 5 and segments[2] == "resolve":
                         repo_id = "/".join(segments[:2])
                         revision = unquote(segments[3])
@@ -213,21 +179,6 @@ class FakeHub:
                         raise _HubError(404, None, "Not found")
                 except _HubError as err:
                     self._error(err, head)
-
-            def _api(self, rest: list[str], auth: str | None, head: bool) -> None:
-                if len(rest) < 2:
-                    raise _HubError(404, None, "Not found")
-                repo_id = "/".join(rest[:2])
-                tail = rest[2:]
-                if not tail:
-                    body = hub.model_info(repo_id, "main", auth)
-                elif tail[0] == "revision" and len(tail) == 2:
-                    body = hub.model_info(repo_id, unquote(tail[1]), auth)
-                elif tail[0] == "tree" and len(tail) >= 2:
-                    body = hub.tree(repo_id, unquote(tail[1]), unquote("/".join(tail[2:])), auth)
-                else:
-                    raise _HubError(404, None, "Not found")
-                self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"}, head)
 
             def _file(self, repo_id: str, revision: str, path: str, auth: str | None, head: bool) -> None:
                 commit, stored, payload = hub.resolve_file(repo_id, revision, path, auth)

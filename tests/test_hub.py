@@ -18,40 +18,44 @@ import pytest
 from click.testing import CliRunner
 from hub_server import FakeRepo, commit_sha, hub_server_fixture  # noqa: F401  (provides `hub_server`)
 
-from larsr_cli import registry
+from larsr_cli import __version__, registry
 from larsr_cli.commands_models import info
 from larsr_cli.errors import ModelError
 from larsr_cli.hub import HubRef, parse_hub_ref
-from larsr_cli.manifest import FORMAT_VERSION, GRAPH_NAMES, REQUIRED_FILES, Manifest
+from larsr_cli.manifest import FORMAT_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 C1, C2 = commit_sha("first"), commit_sha("second")
+GRAPH_NAMES = ("coarse", "condition", "lar_step", "decoder")
+REQUIRED_FILES = tuple(f"{name}.onnx" for name in GRAPH_NAMES)
 
 
 # --------------------------------------------------------------------------------------------------
 # helpers
 
 
-def model_files(tag: str, prefix: str = "", version: int = FORMAT_VERSION) -> dict[str, bytes]:
-    """A fake model: graph files are arbitrary bytes, the manifest holds their real sha256."""
+def model_files(tag: str, prefix: str = "", version: int = 1) -> dict[str, bytes]:
+    """A fake model: graph files are arbitrary bytes, the manifest holds their real sha256.
+
+    The manifest is written as format-1 JSON, which every manifest reader accepts, so these tests
+    do not depend on how the manifest module models it in memory.
+    """
     graphs = {name: f"{tag}:{name}:".encode() * 40 for name in REQUIRED_FILES}
-    # receptive_field names both the graph names and the stage names, so the fake stays valid
-    # whichever of the two the manifest module requires.
-    fields = {name: 2 for name in (*GRAPH_NAMES, "lar")}
-    manifest = Manifest(
-        name=f"fake-{tag}",
-        scale=4,
-        patch_size=4,
-        codebook_size=16,
-        tile_multiple=8,
-        receptive_field=fields,
-        default_temperature=0.8,
-        lar={"layers": 2, "heads": 2, "features": 16, "index_stride": 2},
-        files={n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in graphs.items()},
-        format_version=version,
-    )
+    manifest = {
+        "format_version": version,
+        "name": f"fake-{tag}",
+        "scale": 4,
+        "patch_size": 4,
+        "codebook_size": 16,
+        "tile_multiple": 8,
+        # both the graph names and the stage names, whichever the manifest module requires
+        "receptive_field": {name: 2 for name in (*GRAPH_NAMES, "lar")},
+        "default_temperature": 0.8,
+        "lar": {"layers": 2, "heads": 2, "features": 16, "index_stride": 2},
+        "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in graphs.items()},
+    }
     files = {prefix + name: data for name, data in graphs.items()}
-    files[prefix + "manifest.json"] = json.dumps(manifest.to_json(), indent=2).encode()
+    files[prefix + "manifest.json"] = json.dumps(manifest, indent=2).encode()
     files["README.md"] = b"# not needed by larsr\n"
     files["unused-big-file.bin"] = b"x" * 4096
     return files
@@ -80,7 +84,7 @@ def cache_dir(tmp_path: Path) -> Path:
 
 def larsr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "larsr_cli.commands_models", *args],
+        [sys.executable, "-m", "larsr_cli", *args],
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,
@@ -91,7 +95,7 @@ def larsr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 _DRIVER = """
 import contextlib, io, json, sys
-from larsr_cli.commands_models import _main
+from larsr_cli.cli import main
 from larsr_cli.errors import LarsrError
 from larsr_cli.registry import resolve_model
 out = []
@@ -104,7 +108,10 @@ for kind, *args in json.loads(sys.argv[1]):
         continue
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        rc = _main(args)
+        try:
+            main.main(args=args, prog_name="larsr")
+        except SystemExit as exc:
+            rc = exc.code or 0
     out.append({"rc": rc, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()})
 print(json.dumps(out))
 """
@@ -114,7 +121,7 @@ def batch(env: dict[str, str], *actions: tuple) -> list:
     """Run several actions in one fresh interpreter (one import of huggingface_hub, same env).
 
     ``("resolve", ref[, offline])`` -> {'path': ...} or {'error': ...};
-    ``("cli", *argv)`` -> a CompletedProcess of the stand-alone CLI.
+    ``("cli", *argv)`` -> a CompletedProcess of the ``larsr`` command.
     """
     plan = [[a[0], a[1], a[2] if len(a) > 2 else None] if a[0] == "resolve" else list(a) for a in actions]
     proc = subprocess.run(
@@ -406,6 +413,26 @@ def test_private_and_gated_repos_work_with_a_token(tmp_path, hub_server):
 def test_unreachable_hub_and_nothing_cached(tmp_path):
     proc = larsr(hub_env(tmp_path, closed_port_url()), "download", "owner/model")
     assert_one_line_error(proc, "cannot reach the Hub", "not in the local cache")
+
+
+def test_every_request_names_larsr_in_the_user_agent(tmp_path, hub_server):
+    """library_name/library_version reach the Hub, as they do for other libraries built on it."""
+    hub_server.add("owner/model", single_commit_repo("a"))
+    assert larsr(hub_env(tmp_path, hub_server.url), "download", "owner/model").returncode == 0
+    downloads = [(path, agent) for path, agent in hub_server.user_agents if "/resolve/" in path]
+    assert len(downloads) >= 1 + len(REQUIRED_FILES)
+    assert all(f"larsr/{__version__}" in agent for _, agent in downloads), downloads
+
+
+def test_progress_bars_are_the_librarys_and_quiet_hides_them(tmp_path, hub_server):
+    hub_server.add("owner/model", single_commit_repo("a"))
+    forced = {"TQDM_POSITION": "-1"}  # huggingface_hub then shows its bars on a pipe too
+    shown = larsr(hub_env(tmp_path / "a", hub_server.url, **forced), "download", "owner/model")
+    quiet = larsr(hub_env(tmp_path / "b", hub_server.url, **forced), "download", "-q", "owner/model")
+    assert shown.returncode == quiet.returncode == 0, (shown.stderr, quiet.stderr)
+    assert "coarse.onnx" in shown.stderr and "100%" in shown.stderr
+    assert quiet.stderr.strip() == ""
+    assert shown.stdout.splitlines()[-1].startswith(str(tmp_path / "a"))
 
 
 def test_local_dir_download(tmp_path, hub_server):
