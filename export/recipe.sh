@@ -11,22 +11,27 @@
 # (the median of noise-like residuals is zero; an MSE term breaks out after ~200 steps, a
 # 16-channel continuous bottleneck alone did not with L1), and plain L2 codes shrank with the
 # commitment loss (3e-5) until they carried nothing; codes now live on the unit sphere
-# (vq_cosine). A small patch-GAN term joins once the decoder draws something (--gan-start).
+# (vq_cosine). A first attempt that mixed L1 (weight 1) with MSE (10) stayed pinned at the
+# coarse image for 450 steps (L1's constant-size gradient outweighed MSE's on small residuals),
+# so the VQ-VAE now learns in two rounds: MSE alone until the codes carry the texture, then
+# L1 + VGG features + stripe penalty + a small patch-GAN term (--gan-start) on top.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN=${RUN:-runs/larsr-x4-r4}
+RUN=${RUN:-runs/larsr-x4-r4b}
 INIT=${INIT:-runs/larsr-x4-base/model.pt}
-STAGES=${STAGES:-"data vqvae oracle lar export evaluate"}
+STAGES=${STAGES:-"data vqvae vqvae2 oracle lar export evaluate"}
 COMMON=(--config base --run "$RUN" --bf16 --batch 16 --hr-size 96 --detail-tries 4)
 for stage in $STAGES; do
   case $stage in
     data) python -m export.data fetch data && python -m export.lpips convert ;;
     coarse) python -m export.train --stage coarse "${COMMON[@]}" --minutes "${COARSE_MIN:-36}" \
               --steps 14000 --lr 1e-3 --log-every 100 ;;
-    vqvae) python -m export.train --stage vqvae "${COMMON[@]}" --minutes "${VQVAE_MIN:-45}" \
+    vqvae) python -m export.train --stage vqvae "${COMMON[@]}" --minutes "${VQVAE_MIN:-30}" \
               --init "$INIT" --reinit vqvae --override vq_cosine=true \
-              --steps 3200 --lr 5e-4 --l1 1 --mse 10 --lpips 0.1 --lpips-net vgg --stripes 0.1 \
-              --gan 0.05 --gan-start 1200 --no-joint-coarse --log-every 50 ;;
+              --steps 2000 --lr 5e-4 --l1 0 --mse 25 --lpips 0 --no-joint-coarse --log-every 50 ;;
+    vqvae2) python -m export.train --stage vqvae --round 2 "${COMMON[@]}" --minutes "${VQVAE2_MIN:-25}" \
+              --steps 1500 --lr 3e-4 --l1 1 --mse 25 --lpips 0.1 --lpips-net vgg --stripes 0.1 \
+              --gan 0.05 --gan-start 300 --no-joint-coarse --log-every 50 ;;
     oracle) python -m export.oracle --checkpoint "$RUN/model.pt" --json > "$RUN/oracle.json" ;;
     lar) python -m export.train --stage lar "${COMMON[@]}" --minutes "${LAR_MIN:-50}" \
               --steps 6000 --lr 1e-3 --log-every 100 ;;
