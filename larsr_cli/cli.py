@@ -162,6 +162,20 @@ def _finite_temperature(value: float | None) -> float | None:
 @click.option("--strip-metadata", is_flag=True, help="Do not carry ICC profile, EXIF and dpi over.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    metavar="auto|local|HOST:PORT",
+    help="Run the jobs on a Ray cluster (pip install 'larsr[ray]'): auto = the one started here "
+    "with `ray start`, local = a throw-away one, or the head node's address. Same pixels as without.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="With --ray: model-holding actors (default: as many as the cluster's CPUs/--threads, or GPUs).",
+)
 @click.pass_context
 def upscale(
     ctx: click.Context,
@@ -185,15 +199,25 @@ def upscale(
     strip_metadata: bool,
     quiet: bool,
     as_json: bool,
+    ray_address: str | None,
+    workers: int | None,
 ) -> None:
     """Upscale images x4 (or by --scale) with LAR-SR."""
     if overwrite and skip_existing:
         raise LarsrError("--overwrite and --skip-existing contradict each other; pick one")
+    if workers is not None and ray_address is None:
+        raise LarsrError("--workers sizes a Ray actor pool; it needs --ray (auto, local or HOST:PORT)")
     if seed + samples > MAX_SEED:
         raise LarsrError(f"--seed {seed} with --samples {samples} runs past the largest seed {MAX_SEED - 1}")
     tile_value = _tile_option(tile)
     fmt = "same" if fmt.lower() == "same" else output_format(fmt).name  # jpeg -> jpg: one spelling
-    jobs = plan_jobs(inputs, NamingOptions(output, fmt, suffix, seed, samples, recursive))
+    naming = NamingOptions(output, fmt, suffix, seed, samples, recursive)
+    if ray_address is not None:
+        from .distributed import plan_cluster_jobs
+
+        jobs = plan_cluster_jobs(inputs, naming)  # local inputs; -o may also be s3://... there
+    else:
+        jobs = plan_jobs(inputs, naming)
     to_stdout = output == STDIO
     if to_stdout and sys.stdout.isatty():
         raise LarsrError("-o - would print image bytes on the terminal; redirect it: -o - > out.png")
@@ -204,7 +228,8 @@ def upscale(
     from .registry import resolve_model
 
     folder = resolve_model(model, progress=show)
-    upscaler = Upscaler(folder, device=device, threads=threads)
+    on_ray = ray_address is not None  # then this Upscaler only validates; the workers have theirs
+    upscaler = Upscaler(folder, device="cpu" if on_ray else device, threads=1 if on_ray else threads)
     upscaler.check_scale(scale)  # once, not as one failure per image of the batch
     temperature_used = upscaler.default_temperature if temperature is None else temperature
     texture_used = upscaler.resolve_texture(texture)
@@ -220,6 +245,37 @@ def upscale(
         skip_existing=skip_existing,
         debug=ctx.obj["debug"],
     )
+    if on_ray:
+        from .distributed import ClusterOptions, is_uri, progress_bar, run_jobs, worker_model_ref
+
+        cluster = ClusterOptions(
+            ray_address, workers, device, threads, debug=ctx.obj["debug"], quiet_ray=True
+        )
+        with progress_bar(err, show) as on_progress:
+            ray_summary = run_jobs(
+                jobs,
+                worker_model_ref(model, folder),
+                settings,
+                cluster,
+                output_uri=output if is_uri(output) else None,
+                progress=on_progress,
+            )
+        for note in ray_summary.notes:
+            err.print(f"larsr: warning: {printable(note)}", markup=False, highlight=False)
+        _report(
+            ray_summary,
+            upscaler.manifest.name,
+            ray_summary.device,
+            temperature_used,
+            texture_used,
+            quiet,
+            as_json,
+            to_stdout,
+            err,
+        )
+        if ray_summary.failed:
+            ctx.exit(1)
+        return
     summary = Summary()
     start = time.perf_counter()
     with Progress(

@@ -91,7 +91,11 @@ class Summary:
         return sum(r.seconds for r in done) / mp if mp else None
 
 
-def _read_source(job: Job) -> LoadedImage:
+def _read_source(job: Job, data: bytes | None = None) -> LoadedImage:
+    """The job's image; ``data`` is its file's bytes when the caller already has them (a Ray
+    Dataset row), decoded exactly as the file would be, metadata included."""
+    if data is not None:
+        return load_image(data, name=str(job.display))
     if job.source == STDIO:
         stdin = getattr(sys.stdin, "buffer", None)
         if stdin is None:  # closed or replaced standard input
@@ -132,7 +136,12 @@ def render(
 
 
 def run_job(
-    upscaler: Upscaler, job: Job, settings: RenderSettings, progress: Callable[[int, int], None] | None = None
+    upscaler: Upscaler,
+    job: Job,
+    settings: RenderSettings,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    data: bytes | None = None,
 ) -> JobResult:
     start = time.perf_counter()
     target = job.target
@@ -142,7 +151,7 @@ def run_job(
         if not settings.overwrite:
             return JobResult(job, "failed", f"{target}: exists; use --overwrite or --skip-existing")
     try:
-        image = _read_source(job)
+        image = _read_source(job, data)
         rgb, alpha = render(upscaler, image, job.seed, settings, progress)
         fmt = None if settings.format == "same" else settings.format
         with warnings.catch_warnings(record=True) as caught:
