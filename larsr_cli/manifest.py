@@ -19,7 +19,7 @@ from typing import Any
 from .arch import Architecture, ArchSpec, get_architecture
 from .atomic import atomic_write
 from .errors import ModelError
-from .fields import read_int, read_object, read_text
+from .fields import read_int, read_number, read_object, read_text
 from .integrity import verify_folder
 
 MANIFEST_NAME = "manifest.json"
@@ -147,7 +147,22 @@ def upgrade_v1(data: dict, where: str) -> dict:
     files = data.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
         raise ModelError(f"{where}: manifest files must map file names to objects")
+    missing = [k for k in ("patch_size", "codebook_size", "default_temperature") if k not in data]
+    if missing:
+        raise ModelError(f"{where}: manifest lacks {', '.join(missing)}")
+    # Errors name the keys as they are written in the user's format-1 file, not the v2 spec.
     lar = read_object(data, "lar", where)
+    read_int(lar, "layers", 1, 64, where, "lar.")
+    heads = read_int(lar, "heads", 1, 64, where, "lar.")
+    features = read_int(lar, "features", 1, 4096, where, "lar.")
+    if features % heads:
+        raise ModelError(
+            f"{where}: manifest lar.features ({features}) must be a multiple of lar.heads ({heads})"
+        )
+    read_int(data, "patch_size", 1, 16, where)
+    read_int(data, "codebook_size", 2, 1 << 20, where)
+    read_number(data, "default_temperature", 0.0, 2.0, where)
+    read_number(data, "default_texture", 0.0, 1.0, where, default=1.0)
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
     spec = {
         **{k: lar[k] for k in ("layers", "heads", "features", "index_stride") if k in lar},
