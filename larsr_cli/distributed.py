@@ -489,7 +489,9 @@ def _incarnation() -> tuple[str, str, bool]:
 
         context = ray.get_runtime_context()
         actor = str(context.get_actor_id() or "")
-        restarted = bool(context.was_current_actor_reconstructed)
+        with warnings.catch_warnings():  # it reads the deprecated actor_id inside (Ray 2.60)
+            warnings.simplefilter("ignore")
+            restarted = bool(context.was_current_actor_reconstructed)
         host = ray.util.get_node_ip_address()
     except Exception:  # not in an actor (direct use in tests or a notebook)
         actor, restarted, host = "", False, socket.gethostname()
@@ -659,7 +661,8 @@ def _quiet(enabled: bool) -> Iterator[None]:
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
     try:
-        with _native_log_filter(), contextlib.redirect_stdout(_Drop()):
+        with _native_log_filter(), contextlib.redirect_stdout(_Drop()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")  # Ray's tips and deprecations
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
