@@ -1,7 +1,7 @@
 """``larsr upscale --ray`` and ``larsr_cli.distributed`` on a real two-node Ray cluster.
 
 Nothing here is mocked: ``tests/ray_cluster.py`` starts ``ray start --head`` and a second node
-on this machine (1 CPU each, own ports and temp folders) once per session and stops exactly its
+on this machine (1 CPU each, own ports and temp folders) once for this file and stops exactly its
 own processes afterwards. The model is the tiny one of conftest.py. What is asserted is what a
 user would check: the cluster writes the very bytes ``larsr upscale`` writes without it, a worker
 killed mid-run costs nothing but time, a stopped run resumes, a bad file is one line of error.
@@ -47,8 +47,9 @@ pytestmark = needs_ray
 # ---- fixtures ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster():
+    """Up for this file's tests, down before the rest of the suite (it holds ~1.5 GB idle)."""
     from ray_cluster import LocalCluster
 
     with LocalCluster(cpus_per_node=1) as running:
@@ -285,6 +286,23 @@ def test_a_bad_file_is_one_line_and_the_rest_is_written(cluster, tiny_model_dir,
                           str(tiny_model_dir))  # fmt: skip
     assert error_lines(local_err) == lines
     assert sorted(p.name for p in out.iterdir()) == ["alpha.png", "deep16.png", "icc.png", "turned.jpg"]
+
+
+def test_a_model_the_workers_cannot_load_stops_the_run_with_one_line(cluster, tiny_model_dir, tmp_path):
+    """The driver's model is fine, the workers' is not (as when a folder is not on shared storage):
+    every image would fail the same way, so the run stops with that one reason, writing nothing."""
+    from larsr_cli.distributed import ClusterOptions, plan_cluster_jobs, run_jobs
+    from larsr_cli.engine import RenderSettings
+    from larsr_cli.errors import LarsrError
+    from larsr_cli.jobs import NamingOptions
+
+    photos = write_photos(tmp_path / "in")
+    out = tmp_path / "out"
+    jobs = plan_cluster_jobs([str(photos)], NamingOptions(f"{out}/", "same", "", 0, 1, False))
+    options = ClusterOptions(cluster.address, workers=1, quiet_ray=True)
+    with pytest.raises(LarsrError, match=r"^a Ray worker could not start: .*no-such-model"):
+        run_jobs(jobs, str(tmp_path / "no-such-model"), RenderSettings(tile=8), options)
+    assert not out.exists() or not any(out.iterdir())
 
 
 # ---- refusals, no cluster needed ----------------------------------------------------------------
