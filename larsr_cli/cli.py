@@ -289,7 +289,8 @@ def upscale(
         transient=False,
     ) as bar:
         overall = bar.add_task("images", total=len(jobs))
-        tiles = bar.add_task("tiles", total=1, visible=False)
+        # One unit per autoregressive step of every tile: a one-tile image moves too (#11).
+        tiles = bar.add_task("  steps", total=1, visible=False)
 
         def on_tile(done: int, total: int) -> None:
             bar.update(tiles, completed=done, total=total, visible=total > 1)

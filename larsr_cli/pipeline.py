@@ -250,7 +250,7 @@ class Upscaler:
         """Convenience API: a PIL image or array in, an 8-bit PIL image (RGB or RGBA) out.
 
         Alpha is upscaled with bicubic and reattached; arrays may be uint8, uint16 or float [0,1],
-        HxW or HxWx3/4. Files with ICC/EXIF/16-bit needs go through ``imageio`` instead.
+        HxW or HxWx3/4. Files with ICC/EXIF/16-bit needs go through ``larsr_cli.images`` instead.
         """
         rgb, alpha = _as_float_rgba(image)
         pixels, alpha = self.upscale_with_alpha(

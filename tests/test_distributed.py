@@ -166,10 +166,19 @@ def test_dataset_entry_point_writes_the_same_bytes_to_a_uri(
     from larsr_cli.distributed import upscale_on_ray
 
     out = tmp_path / "uri-out"
+    seen: list[tuple[int, int | None, float]] = []
     ray.init(address=cluster.address, logging_level="ERROR")
     try:
         ds = ray.data.read_binary_files(str(photos), include_paths=True)
-        summary = upscale_on_ray(ds, f"file://{out}/", model=str(tiny_model_dir), seed=5, samples=2, tile=8)
+        summary = upscale_on_ray(
+            ds,
+            f"file://{out}/",
+            model=str(tiny_model_dir),
+            seed=5,
+            samples=2,
+            tile=8,
+            progress=lambda done, total, rate: seen.append((done, total, rate)),
+        )
     finally:
         ray.shutdown()
     assert (summary.count("done"), summary.count("failed")) == (8, 0), [r.reason for r in summary.failed]
@@ -177,6 +186,7 @@ def test_dataset_entry_point_writes_the_same_bytes_to_a_uri(
     assert temp_files(out) == []
     assert all(str(r.job.target).startswith("file://") for r in summary.results)
     assert summary.workers == 1  # of 2 CPUs: one is left to the read tasks, or they would starve
+    assert [done for done, _, _ in seen] == list(range(1, 9)) and all(rate > 0 for _, _, rate in seen)
 
 
 # ---- faults -----------------------------------------------------------------------------------
