@@ -86,7 +86,13 @@ def _print_download(model: HubModel) -> None:
 def _embedded_rows(verify: bool) -> list[dict[str, Any]]:
     rows = []
     for name, folder in embedded_models().items():
-        row = {"reference": name, "source": "embedded", "revision": "", "commit": None, "path": str(folder)}
+        row: dict[str, Any] = {
+            "reference": name,
+            "source": "embedded",
+            "revision": "",
+            "commit": None,
+            "path": str(folder),
+        }
         try:
             manifest = read_manifest(folder)
         except LarsrError as exc:
@@ -154,16 +160,14 @@ def models(verify: bool, as_json: bool) -> None:
 def _info_rows(manifest: Manifest) -> list[tuple[str, str]]:
     rf = ", ".join(f"{name} {radius}" for name, radius in manifest.receptive_field.items())
     rows = [("Name", manifest.name), ("Format version", str(manifest.format_version))]
-    # Format 2 names its architecture and keeps that family's fields in a typed ``spec``.
-    architecture, spec = getattr(manifest, "architecture", None), getattr(manifest, "spec", None)
-    if architecture:
-        rows.append(("Architecture", architecture))
-    rows.append(("Scale", f"x{manifest.scale}"))
-    detail = spec if spec is not None else manifest
-    if getattr(detail, "patch_size", None):
-        rows.append(("Patch size", f"{detail.patch_size} x {detail.patch_size}"))
-    if getattr(detail, "codebook_size", None):
-        rows.append(("Codebook size", str(detail.codebook_size)))
+    # Every manifest (format 1 is upgraded on read) names its architecture and a typed ``spec``.
+    rows += [("Architecture", manifest.architecture), ("Scale", f"x{manifest.scale}")]
+    spec = manifest.spec
+    patch, codes = getattr(spec, "patch_size", None), getattr(spec, "codebook_size", None)
+    if patch:
+        rows.append(("Patch size", f"{patch} x {patch}"))
+    if codes:
+        rows.append(("Codebook size", str(codes)))
     rows += [
         ("Tile multiple", f"{manifest.tile_multiple} LR px"),
         ("Receptive field", f"{rf} LR px (context margin {manifest.context_margin})"),

@@ -946,11 +946,11 @@ def upscale_on_ray(
     out = os.fspath(output)
     naming = NamingOptions(out, fmt, suffix, seed, samples, recursive)
     if not isinstance(inputs, (list, tuple)):
-        if not (hasattr(inputs, "map_batches") and hasattr(inputs, "schema")):
+        if not (hasattr(inputs, "map_batches") and hasattr(inputs, "schema")):  # a ray.data.Dataset
             raise LarsrError("inputs must be a list of paths or a Ray Dataset")
         if not (out.endswith("/") or Path(out).is_dir() or is_uri(out)) and Path(out).suffix:
             raise LarsrError(f"output {out} names a file; a Dataset is written into a folder")
-        return run_dataset(inputs, out, ref, settings, naming, options, progress=progress)
+        return run_dataset(inputs, out, ref, settings, naming, options, progress=progress)  # type: ignore[arg-type]
     jobs = plan_cluster_jobs([os.fspath(p) for p in inputs], naming)
     return run_jobs(jobs, ref, settings, options, output_uri=out if is_uri(out) else None, progress=progress)
 

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -156,7 +157,7 @@ def run_job(
         fmt = None if settings.format == "same" else settings.format
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AlphaFlattenedWarning)
-            options = dict(
+            options: dict[str, Any] = dict(
                 alpha=alpha,
                 like=image,
                 format=fmt,

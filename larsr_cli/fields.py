@@ -27,7 +27,7 @@ def read_number(
 ) -> float:
     value = data.get(key, default)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= float(value) <= hi
-    if not ok:  # also refuses nan, which fails every comparison
+    if not ok or value is None:  # also refuses nan, which fails every comparison
         raise ModelError(
             f"{where}: manifest {prefix}{key} must be a number from {lo:g} to {hi:g}, got {value!r}"
         )

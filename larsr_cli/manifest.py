@@ -163,7 +163,7 @@ def upgrade_v1(data: dict, where: str) -> dict:
     read_int(data, "codebook_size", 2, 1 << 20, where)
     read_number(data, "default_temperature", 0.0, 2.0, where)
     read_number(data, "default_texture", 0.0, 1.0, where, default=1.0)
-    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    config = data["config"] if isinstance(data.get("config"), dict) else {}
     spec = {
         **{k: lar[k] for k in ("layers", "heads", "features", "index_stride") if k in lar},
         **{k: data[k] for k in ("patch_size", "codebook_size", "default_temperature") if k in data},
@@ -223,7 +223,7 @@ def _check_file_entry(name: object, entry: dict, where: str) -> None:
     """Plain file names only (no folders, no '..', no absolute paths) and a real sha256: every
     reader (loading, --verify, models, the Hub) then stays inside the model folder."""
     plain = isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
-    if not plain or name.startswith("."):
+    if not isinstance(name, str) or not plain or name.startswith("."):
         raise ModelError(
             f"{where}: manifest file name {name!r} must be a plain file name in the model folder"
         )

@@ -168,8 +168,10 @@ class Upscaler:
         ph, pw = (-h) % m, (-w) % m
         if not (ph or pw):
             return rgb
-        mode = "reflect" if h > ph and w > pw else "edge"
-        return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode=mode)
+        # Reflect needs more pixels than it mirrors; a sliver of an image repeats its edge.
+        if h > ph and w > pw:
+            return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+        return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
 
     def coarse_array(self, rgb: np.ndarray) -> np.ndarray:
         """The coarse regression network alone on the whole image (float32 HxWx3 in [0, 1]): the

@@ -175,8 +175,14 @@ def _decode(im: Image.Image, raw: Path | bytes, label: str) -> LoadedImage:
     if loaded is None:
         rgb, alpha, depth, gray, icc = _split_pil(im, icc, label)
         loaded = LoadedImage(rgb=rgb, alpha=alpha, mode=source_mode, bit_depth=depth, grayscale=gray)
-    meta = {"icc_profile": icc, "exif": exif, "dpi": dpi, "format": im.format}
-    return dataclasses.replace(loaded, **meta, jpeg_quality=estimate_jpeg_quality(im))
+    return dataclasses.replace(
+        loaded,
+        icc_profile=icc,
+        exif=exif,
+        dpi=dpi,
+        format=im.format,
+        jpeg_quality=estimate_jpeg_quality(im),
+    )
 
 
 def _exif_transpose(im: Image.Image) -> None:

@@ -37,7 +37,7 @@ def deep_colour_rawmode(im: Image.Image) -> str | None:
     """
     if im.mode not in ("RGB", "RGBA"):
         return None
-    for tile in im.tile:
+    for tile in getattr(im, "tile", ()):  # ImageFile's decoder list; typed only on ImageFile
         args = tile.args
         rawmode = args if isinstance(args, str) else (args[0] if args else "")
         if isinstance(rawmode, str) and ";16" in rawmode:

@@ -86,7 +86,7 @@ def srgb_icc() -> bytes | None:
 def clean_dpi(dpi: object) -> tuple[float, float] | None:
     """Keep a usable (x, y) dpi; drop the 0 or 1 placeholders many writers leave."""
     try:
-        x, y = (float(v) for v in dpi)  # type: ignore[union-attr]
+        x, y = (float(v) for v in dpi)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         return None
     usable = x > 1 and y > 1 and np.isfinite(x) and np.isfinite(y)  # Pillow's TIFF default is 1

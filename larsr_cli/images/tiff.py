@@ -58,7 +58,7 @@ def encode_tiff(samples: np.ndarray, meta: Meta) -> bytes:
     if meta.icc:
         options["iccprofile"] = meta.icc
     out = io.BytesIO()
-    tifffile.imwrite(out, np.ascontiguousarray(samples), byteorder="<", **options)
+    tifffile.imwrite(out, np.ascontiguousarray(samples), byteorder="<", **options)  # type: ignore[arg-type]
     tiff = out.getvalue()
     if meta.exif:
         try:
