@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import psnr
 
 from larsr_cli.errors import LarsrError
 from larsr_cli.pipeline import Upscaler
@@ -28,11 +29,6 @@ def upscaler(tiny_model_dir) -> Upscaler:
 @pytest.fixture(scope="module")
 def lr() -> np.ndarray:
     return np.random.default_rng(0).random((H, W, 3), dtype=np.float32)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 # ---- Upscaler / upscale_array ---------------------------------------------------------------------
