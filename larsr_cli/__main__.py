@@ -1,5 +1,5 @@
 """``python -m larsr_cli``: the same command as ``larsr``, for environments without the script."""
 
-from .cli import main
+from .entry import main
 
 main()

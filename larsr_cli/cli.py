@@ -61,9 +61,11 @@ class LarsrGroup(click.Group):
                 raise
             click.echo(f"larsr: error: {printable(str(exc))}", err=True)
             ctx.exit(1)
-        except KeyboardInterrupt:
-            click.echo("larsr: interrupted; no partial output was left behind", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", None)  # entry.Terminated: SIGTERM or SIGHUP
+            what = "terminated" if signum else "interrupted"
+            click.echo(f"larsr: {what}; no partial output was left behind", err=True)
+            ctx.exit(128 + signum if signum else 130)
 
 
 @click.group(cls=LarsrGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,6 +7,7 @@ writer of ``larsr_cli.images``, so an interrupted run leaves either the old file
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -108,6 +109,28 @@ def _read_source(job: Job, data: bytes | None = None) -> LoadedImage:
     return load_image(job.source)
 
 
+def write_stdout(data: bytes) -> None:
+    """All of ``data`` to standard output, or a one-line error when the reader went away.
+
+    A reader that closes early (``| head -c 10``) raises EPIPE; the job must then count as failed,
+    not done, and the interpreter's final flush must not print a traceback, so stdout is pointed
+    at /dev/null (what the Python docs advise for SIGPIPE-less programs). Bytes the OS already
+    accepted into a pipe buffer before the reader left cannot be detected by any writer.
+    """
+    out = sys.stdout.buffer
+    try:
+        view = memoryview(data)
+        while view:
+            written = out.write(view)
+            view = view[written if written else len(view) :]
+        out.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise ImageError("<stdout>: the reader closed the pipe before the whole image was written") from None
+
+
 def output_dtype(image: LoadedImage) -> type:
     """Integers wherever the output file is integer: a 16K result is 805 MB as float32, 201 MB as uint8."""
     if image.mode == "F":
@@ -165,8 +188,7 @@ def run_job(
                 strip_metadata=settings.strip_metadata,
             )
             if target == STDIO:
-                sys.stdout.buffer.write(encode_image(rgb, **options))
-                sys.stdout.buffer.flush()
+                write_stdout(encode_image(rgb, **options))
             else:
                 save_image(target, rgb, overwrite=settings.overwrite, **options)
         notes = [str(w.message) for w in caught if issubclass(w.category, AlphaFlattenedWarning)]

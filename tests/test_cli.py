@@ -668,6 +668,50 @@ def test_image_too_large_for_an_explicit_whole_image_tile(cli, tmp_path: Path, m
 # ---- interruption ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0])
+def test_ctrl_c_during_start_up_is_one_line(tmp_path: Path, tiny_model_dir: Path, delay: float) -> None:
+    """Ctrl-C while numpy/onnxruntime are still importing: no traceback, exit 130."""
+    src = write_png(tmp_path / "a.png")
+    cmd = [
+        *larsr_command(),
+        "upscale",
+        str(src),
+        "-o",
+        str(tmp_path / "b.png"),
+        "--model",
+        str(tiny_model_dir),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip(f"larsr finished within {delay} s")
+    if b"Traceback" in err and b"larsr_cli" not in err:
+        pytest.skip("SIGINT arrived during the interpreter's own start-up, before any larsr code ran")
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err and len(err.decode().strip().splitlines()) == 1, err.decode()
+    assert not (tmp_path / "b.png").exists() and not leftovers(tmp_path)
+
+
+def test_reader_closing_stdout_early_is_a_failure(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """``-o -`` into a reader that stops: the job fails with one line and exit 1, not "1 done".
+
+    The reader closes its end before larsr writes, so the write meets EPIPE on any kernel (a
+    reader that leaves after the OS buffered every byte cannot be detected by any writer).
+    """
+    src = write_png(tmp_path / "a.png", TW, TH)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    cmd = [*larsr_command(), "upscale", str(src), "-o", "-", "--model", str(tiny_model_dir)]
+    proc = subprocess.run(cmd, stdout=write_end, stderr=subprocess.PIPE, timeout=60, check=False)
+    os.close(write_end)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert "the reader closed the pipe" in err and "Traceback" not in err
+    assert SUMMARY.search(err).groups() == ("0", "0", "1")
+
+
 def test_keyboard_interrupt_while_writing_keeps_the_old_file(cli, tmp_path: Path, monkeypatch) -> None:
     src = write_png(tmp_path / "p.png", 12, 8)
     out = tmp_path / "o.png"
@@ -684,8 +728,19 @@ def test_keyboard_interrupt_while_writing_keeps_the_old_file(cli, tmp_path: Path
     assert out.read_bytes() == b"precious" and not leftovers(tmp_path)
 
 
-def test_ctrl_c_leaves_no_partial_output(tmp_path: Path, tiny_model_dir: Path) -> None:
-    """SIGINT to a real ``larsr`` in mid-folder: exit 130, finished images intact, nothing else."""
+@pytest.mark.parametrize(
+    "signum, code, word",
+    [
+        (signal.SIGINT, 130, b"interrupted"),
+        (signal.SIGTERM, 143, b"terminated"),
+        (signal.SIGHUP, 129, b"terminated"),
+    ],
+)
+def test_signals_leave_no_partial_output(
+    tmp_path: Path, tiny_model_dir: Path, signum: int, code: int, word: bytes
+) -> None:
+    """SIGINT, SIGTERM or SIGHUP to a real ``larsr`` in mid-folder: one line, exit 128+signal,
+    finished images intact, no temporary file (SIGTERM used to kill it mid-write)."""
     count = 6
     for attempt in range(3):
         src, out = tmp_path / f"in{attempt}", tmp_path / f"out{attempt}"
@@ -700,14 +755,14 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path: Path, tiny_model_dir: Path) -
                 break
             time.sleep(0.005)
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
         _, err = proc.communicate(timeout=30)
         done = files_under(out) if out.is_dir() else []
         if proc.returncode == 0 and len(done) == count:
             count *= 3  # finished before the signal: try again with more work
             continue
-        assert proc.returncode == 130, err.decode()
-        assert b"interrupted" in err and b"Traceback" not in err
+        assert proc.returncode == code, err.decode()
+        assert word in err and b"Traceback" not in err and len(err.decode().strip().splitlines()) == 1
         assert not leftovers(out)
         assert 1 <= len(done) < count
         for name in done:  # what exists is complete
