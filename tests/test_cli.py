@@ -21,6 +21,7 @@ import time
 import zlib
 from pathlib import Path
 
+import click
 import cv2
 import numpy as np
 import pytest
@@ -915,3 +916,27 @@ def test_stdin_over_the_cap_is_one_line(cli, tmp_path: Path, monkeypatch) -> Non
     assert not (tmp_path / "o.png").exists()
     monkeypatch.setattr(engine, "MAX_STDIN_BYTES", len(data.getvalue()))
     assert_ok(cli("-", "-o", tmp_path / "o.png", input=data.getvalue()))
+
+
+# ---- help -------------------------------------------------------------------------------------------
+
+
+def test_upscale_help_groups_options_and_shows_real_defaults() -> None:
+    from larsr_cli.help import EXAMPLES, SECTIONS
+    from larsr_cli.manifest import read_manifest
+    from larsr_cli.registry import embedded_models
+
+    result = CliRunner().invoke(main, ["upscale", "--help"])
+    assert result.exit_code == 0
+    text = result.output
+    for title in (*SECTIONS, "Examples"):
+        assert f"\n{title}:\n" in text
+    shipped = read_manifest(embedded_models()["larsr-x4"])
+    defaults = f"larsr-x4: -t {shipped.default_temperature:g}, --texture {shipped.default_texture:g}"
+    assert defaults in " ".join(text.split())  # help wraps lines
+    # Every option has a section (only --help is left for "Other") and every example is real.
+    options = {p.name for p in main.commands["upscale"].params if isinstance(p, click.Option)}
+    assert options - {n for names in SECTIONS.values() for n in names} == set()
+    flags = {f for p in main.commands["upscale"].params for f in getattr(p, "opts", [])}
+    used = set(re.findall(r"\s(--?[a-z][a-z-]*)", EXAMPLES))
+    assert used and used <= flags, used - flags
