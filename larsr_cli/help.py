@@ -56,7 +56,7 @@ class SectionedCommand(click.Command):
         rest = [r for n, r in records.items() if n in options and n not in placed and r]
         if rest:
             with formatter.section("Other"):
-                formatter.write_dl(rest)  # type: ignore[arg-type]
+                formatter.write_dl(rest)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Examples"):
