@@ -43,6 +43,10 @@ _NO_HARDLINK_ERRNOS = frozenset(
 """errno values meaning "this filesystem cannot hard-link", as opposed to a real write failure."""
 
 
+class TempSwappedError(ImageError):
+    """The temporary file's name was pointed at another file while we wrote ours."""
+
+
 def exists_message(path: Path) -> str:
     """The one-line refusal shared by the early check and the final no-clobber commit."""
     return f"{path}: exists; pass overwrite=True to replace it (larsr: --overwrite or --skip-existing)"
@@ -67,16 +71,21 @@ def atomic_write(path: str | Path, *, overwrite: bool = False) -> Iterator[Binar
     if not overwrite and os.path.lexists(path):
         raise ImageError(exists_message(path))
     _ensure_dir(path)
-    tmp = _make_temp(path)
+    fd, tmp = _make_temp(path)
     try:
-        with open(tmp, "wb") as fp:
+        # Everything about the temp file goes through its descriptor: in a folder others can write
+        # to, the *name* may be swapped for another file while we work (it used to be chmod'ed
+        # and linked by name, so a swap made larsr chmod and publish someone else's file).
+        with os.fdopen(fd, "wb") as fp:
             yield fp
             fp.flush()
+            os.fchmod(fp.fileno(), _final_mode(path))
             os.fsync(fp.fileno())
-        os.chmod(tmp, _final_mode(path))
+            _check_still_ours(tmp, os.fstat(fp.fileno()), path)
         _commit(tmp, path, overwrite)
     except BaseException as exc:
-        _remove_quietly(tmp)
+        if not isinstance(exc, TempSwappedError):
+            _remove_quietly(tmp)  # a swapped name is someone else's file now: leave it alone
         if isinstance(exc, OSError):
             raise ImageError(f"{path}: cannot write: {os_reason(exc)}") from exc
         raise
@@ -95,15 +104,28 @@ def _ensure_dir(path: Path) -> None:
         raise ImageError(f"{path}: cannot write: {parent} is not a directory")
 
 
-def _make_temp(path: Path) -> Path:
-    """Create the hidden temporary file beside ``path`` (same filesystem, so rename is atomic)."""
+def _make_temp(path: Path) -> tuple[int, Path]:
+    """Create the hidden temporary file beside ``path`` (same filesystem, so rename is atomic);
+    the open descriptor is the only handle trusted from here on."""
     prefix = f".{path.name[:_MAX_NAME_IN_TMP]}{TMP_MARKER}"
     try:
         fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write to {path.parent}: {os_reason(exc)}") from exc
-    os.close(fd)
-    return Path(name)
+    return fd, Path(name)
+
+
+def _check_still_ours(tmp: Path, ours: os.stat_result, path: Path) -> None:
+    """Refuse to publish when the temp name no longer names the file we wrote (same device and
+    inode, not following links)."""
+    try:
+        now = os.lstat(tmp)
+    except FileNotFoundError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != (ours.st_dev, ours.st_ino):
+        raise TempSwappedError(
+            f"{path}: not written: its temporary file {tmp.name} was replaced by another file"
+        )
 
 
 def _final_mode(path: Path) -> int:

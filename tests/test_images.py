@@ -783,3 +783,25 @@ def test_only_raster_photo_decoders_run_whatever_the_name(tmp_path):
     Image.new("RGB", (16, 16), "red").save(ico, format="ICO")
     with pytest.raises(ImageError, match="not an image"):
         load_image(ico)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_swapped_temp_name_is_never_chmodded_or_published(tmp_path: Path, overwrite: bool) -> None:
+    """In a folder others can write to, the temp name may be pointed at another file mid-write:
+    that file keeps its mode, is not linked to the output, and the write fails in one line."""
+    from larsr_cli.atomic import atomic_write
+
+    out = tmp_path / "out.png"
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"someone else's")
+    os.chmod(victim, 0o600)
+    with pytest.raises(ImageError, match="was replaced by another file") as exc:
+        with atomic_write(out, overwrite=overwrite) as fh:
+            fh.write(b"ours")
+            (tmp_name,) = _leftovers(tmp_path)
+            os.replace(victim, tmp_path / tmp_name)  # the attacker's swap
+    assert_one_line(exc, "out.png")
+    assert not out.exists()
+    (tmp_name,) = _leftovers(tmp_path)
+    swapped = tmp_path / tmp_name
+    assert swapped.read_bytes() == b"someone else's" and (swapped.stat().st_mode & 0o777) == 0o600
