@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from .errors import ImageError, LarsrError
-from .images import AlphaFlattenedWarning, LoadedImage, encode_image, load_image, save_image
+from .images import (
+    AlphaFlattenedWarning,
+    LoadedImage,
+    MetadataDroppedWarning,
+    encode_image,
+    load_image,
+    save_image,
+)
 from .jobs import STDIO, Job
 from .pipeline import Upscaler
 
@@ -180,6 +187,7 @@ def run_job(
         fmt = None if settings.format == "same" else settings.format
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AlphaFlattenedWarning)
+            warnings.simplefilter("always", MetadataDroppedWarning)
             options: dict[str, Any] = dict(
                 alpha=alpha,
                 like=image,
@@ -191,7 +199,8 @@ def run_job(
                 write_stdout(encode_image(rgb, **options))
             else:
                 save_image(target, rgb, overwrite=settings.overwrite, **options)
-        notes = [str(w.message) for w in caught if issubclass(w.category, AlphaFlattenedWarning)]
+        reported = (AlphaFlattenedWarning, MetadataDroppedWarning)
+        notes = [*image.notes, *(str(w.message) for w in caught if issubclass(w.category, reported))]
         if image.jpeg_quality is not None and image.jpeg_quality < LOW_JPEG_QUALITY:
             notes.append(
                 f"a low-quality JPEG (about q{image.jpeg_quality}): larsr is trained on clean photos "

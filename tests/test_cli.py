@@ -940,3 +940,46 @@ def test_upscale_help_groups_options_and_shows_real_defaults() -> None:
     flags = {f for p in main.commands["upscale"].params for f in getattr(p, "opts", [])}
     used = set(re.findall(r"\s(--?[a-z][a-z-]*)", EXAMPLES))
     assert used and used <= flags, used - flags
+
+
+# ---- metadata a format cannot hold -----------------------------------------------------------------
+
+
+def test_exif_too_big_for_jpeg_is_dropped_with_a_warning(cli, tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "LarsrCam"
+    exif[0x010E] = "x" * 70_000  # ImageDescription: more than one JPEG APP1 segment holds
+    src = tmp_path / "big-exif.png"
+    Image.fromarray(rgb8()).save(src, exif=exif.tobytes())
+    result = cli(src, "-o", tmp_path / "out.jpg")
+    assert result.exit_code == 0, result.output
+    assert "EXIF dropped" in result.output and "internal error" not in result.output
+    with Image.open(tmp_path / "out.jpg") as im:
+        assert im.size == (4 * W, 4 * H) and not im.getexif()
+
+
+@pytest.mark.parametrize("suffix, dpi, limit", [(".jpg", 60_000, 65535), (".png", 5e7, (2**32 - 1) * 0.0254)])
+def test_dpi_beyond_the_format_is_clamped_not_wrapped(
+    cli, tmp_path: Path, suffix: str, dpi: float, limit: float
+) -> None:
+    """x4 keeps the print size, so dpi grows x4; past the format's field it is clamped."""
+    src = tmp_path / f"scan{suffix}"
+    Image.fromarray(rgb8()).save(src, dpi=(dpi, dpi), **({"quality": 95} if suffix == ".jpg" else {}))
+    result = cli(src, "-o", tmp_path / f"out{suffix}")
+    assert result.exit_code == 0, result.output
+    assert "clamped" in result.output
+    with Image.open(tmp_path / f"out{suffix}") as im:
+        got = im.info["dpi"][0]
+    assert limit * 0.999 <= got <= limit * 1.001  # the most it can hold, not a wrapped small number
+
+
+def test_corrupt_exif_is_one_warning_line_not_a_python_warning(sub, tmp_path: Path) -> None:
+    src = tmp_path / "bad-exif.jpg"
+    Image.fromarray(rgb8()).save(
+        src, quality=95, exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff" + b"\x00" * 10
+    )
+    proc = sub(src, "-o", tmp_path / "out.png")
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "larsr: warning: " in err and "Corrupt EXIF" in err
+    assert "warnings.warn" not in err and ".py:" not in err  # no library source lines

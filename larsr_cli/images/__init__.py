@@ -10,6 +10,7 @@ from .decode import load_image, pil_arrays
 from .encode import AlphaFlattenedWarning, encode_image, save_bytes, save_image
 from .formats import FORMATS, IMAGE_SUFFIXES, ImageFormat, find_format, format_choices, resolve_format
 from .loaded import LoadedImage
+from .metadata import MetadataDroppedWarning
 from .pixels import quantise, resize_float
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "AlphaFlattenedWarning",
     "ImageFormat",
     "LoadedImage",
+    "MetadataDroppedWarning",
     "encode_image",
     "find_format",
     "format_choices",

@@ -66,11 +66,14 @@ def load_image(
     label = name or _label(source)
     openable, raw = _openable(source, label)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(openable, formats=READABLE_FORMATS) as im:
                 _check_pixels(im, max_pixels, label)
-                return _decode(im, raw, label)
+                loaded = _decode(im, raw, label)
+        notes = tuple(dict.fromkeys(f"decoder: {one_line(w.message)}" for w in caught))
+        return dataclasses.replace(loaded, notes=notes) if notes else loaded
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -56,6 +56,10 @@ class ImageFormat:
     quality: int | None = None  # default quality of a lossy format; None: lossless, no setting
     full_chroma_from: int | None = None  # quality from which chroma is not subsampled (JPEG 4:4:4)
     writer: Literal["pillow", "tifffile"] = "pillow"  # which library encodes it (see .encode)
+    # Largest dpi the format's resolution field holds (JPEG: 16-bit dpi; PNG: uint32 px/m; BMP:
+    # int32 px/m): an x4 upscale of a high-dpi scan must be clamped, not wrapped or refused.
+    max_dpi: float | None = None
+    max_exif: int | None = None  # bytes of EXIF the format can carry (JPEG: one 64 kB APP1 segment)
 
     @property
     def suffix(self) -> str:
@@ -70,7 +74,17 @@ class ImageFormat:
 
 
 FORMATS: tuple[ImageFormat, ...] = (
-    ImageFormat("png", "PNG", (".png",), alpha=True, deep=True, dpi=True, icc=True, exif=True),
+    ImageFormat(
+        "png",
+        "PNG",
+        (".png",),
+        alpha=True,
+        deep=True,
+        dpi=True,
+        icc=True,
+        exif=True,
+        max_dpi=(2**32 - 1) * 0.0254,
+    ),
     ImageFormat(
         "jpg",
         "JPEG",
@@ -82,6 +96,8 @@ FORMATS: tuple[ImageFormat, ...] = (
         exif=True,
         quality=95,
         full_chroma_from=90,  # 4:4:4 at high quality: do not halve the chroma we just upscaled
+        max_dpi=65535,
+        max_exif=65533,
     ),
     ImageFormat("webp", "WEBP", (".webp",), alpha=True, grayscale=False, icc=True, exif=True, quality=95),
     ImageFormat(
@@ -96,7 +112,7 @@ FORMATS: tuple[ImageFormat, ...] = (
         exif=True,
         writer="tifffile",
     ),
-    ImageFormat("bmp", "BMP", (".bmp",), dpi=True),
+    ImageFormat("bmp", "BMP", (".bmp",), dpi=True, max_dpi=(2**31 - 1) * 0.0254),
     ImageFormat("gif", "GIF", (".gif",), writable=False),
 )
 """All formats, in the order the CLI and the error messages list them."""

@@ -35,6 +35,9 @@ class LoadedImage:
     format: str | None = None
     dpi: tuple[float, float] | None = None
     jpeg_quality: int | None = None  # estimated from the quantisation tables, JPEG sources only
+    # What the decoder complained about but survived ("Corrupt EXIF data"): one line each, shown
+    # as larsr warnings instead of Python's two-line warnings with a library's source path.
+    notes: tuple[str, ...] = ()
 
     @property
     def size(self) -> tuple[int, int]:

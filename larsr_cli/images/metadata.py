@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ __all__ = [
     "EXIF_HEADER",
     "ORIENTATION_TAG",
     "Meta",
+    "MetadataDroppedWarning",
     "clean_dpi",
     "estimate_jpeg_quality",
     "icc_space",
@@ -32,6 +34,10 @@ __all__ = [
 
 ORIENTATION_TAG = 0x0112
 EXIF_HEADER = b"Exif\x00\x00"
+
+
+class MetadataDroppedWarning(UserWarning):
+    """Metadata the output format cannot hold was dropped or clamped (reported, never fatal)."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,24 @@ def output_meta(like: LoadedImage | None, fmt: ImageFormat, width: int, gray: bo
     if icc and icc_space(icc) != ("GRAY" if gray else "RGB"):
         icc = None  # e.g. a gray profile on an RGB output would be invalid
     exif = like.exif if fmt.exif else None
+    if exif and fmt.max_exif is not None and len(exif) > fmt.max_exif:
+        warnings.warn(
+            f"EXIF dropped: {len(exif)} bytes, more than {fmt.name} can carry ({fmt.max_exif})",
+            MetadataDroppedWarning,
+            stacklevel=2,
+        )
+        exif = None
     dpi = None
     if like.dpi and fmt.dpi:
         ratio = width / max(1, like.size[0])
         dpi = (like.dpi[0] * ratio, like.dpi[1] * ratio)
+        if fmt.max_dpi is not None and max(dpi) > fmt.max_dpi:
+            warnings.warn(
+                f"dpi {max(dpi):g} clamped to {fmt.max_dpi:g}, the most {fmt.name} can store",
+                MetadataDroppedWarning,
+                stacklevel=2,
+            )
+            dpi = (min(dpi[0], fmt.max_dpi), min(dpi[1], fmt.max_dpi))
     return Meta(icc, exif, dpi)
 
 
