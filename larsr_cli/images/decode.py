@@ -72,7 +72,7 @@ def load_image(
             with Image.open(openable, formats=READABLE_FORMATS) as im:
                 _check_pixels(im, max_pixels, label)
                 loaded = _decode(im, raw, label)
-        notes = tuple(dict.fromkeys(f"decoder: {one_line(w.message)}" for w in caught))
+        notes = tuple(dict.fromkeys(f"decoder: {one_line(Warning(w.message))}" for w in caught))
         return dataclasses.replace(loaded, notes=notes) if notes else loaded
     except ImageError:
         raise
