@@ -19,7 +19,7 @@ from PIL import Image
 
 from .arch import Architecture
 from .errors import LarsrError
-from .images import pil_arrays, quantise, resize_float
+from .images import bleed_under_alpha, pil_arrays, quantise, resize_float
 from .manifest import Manifest, load_manifest
 from .sampler import Sampler, Step, StepHook, resolve_sampler
 from .sessions import DeviceChoice, open_session, parse_device
@@ -290,6 +290,8 @@ class Upscaler:
         """
         h, w = rgb.shape[:2]
         size = self.output_size(w, h, scale)
+        if alpha is not None:
+            rgb = bleed_under_alpha(rgb, alpha)
         out = self.upscale_array(
             rgb,
             seed=seed,

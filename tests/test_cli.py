@@ -983,3 +983,18 @@ def test_corrupt_exif_is_one_warning_line_not_a_python_warning(sub, tmp_path: Pa
     assert proc.returncode == 0, err
     assert "larsr: warning: " in err and "Corrupt EXIF" in err
     assert "warnings.warn" not in err and ".py:" not in err  # no library source lines
+
+
+@pytest.mark.parametrize("kind", ["gif", "tiff"])
+def test_animated_or_multi_page_input_is_refused_in_one_line(cli, tmp_path: Path, kind: str) -> None:
+    """Frame 1 alone would silently lose the others: refuse, and leave nothing behind."""
+    frames = [Image.fromarray(rgb8(seed=i)) for i in range(3)]
+    src = tmp_path / f"anim.{kind}"
+    frames[0].save(
+        src, save_all=True, append_images=frames[1:], **({"duration": 80} if kind == "gif" else {})
+    )
+    result = cli(src, "-o", tmp_path / "out.png")
+    assert result.exit_code == 1
+    (line,) = error_lines(result.output)
+    assert "3 frames" in line and ("animated" in line or "multi-page" in line)
+    assert not (tmp_path / "out.png").exists() and not leftovers(tmp_path)

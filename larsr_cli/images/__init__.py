@@ -11,7 +11,7 @@ from .encode import AlphaFlattenedWarning, encode_image, save_bytes, save_image
 from .formats import FORMATS, IMAGE_SUFFIXES, ImageFormat, find_format, format_choices, resolve_format
 from .loaded import LoadedImage
 from .metadata import MetadataDroppedWarning
-from .pixels import quantise, resize_float
+from .pixels import bleed_under_alpha, quantise, resize_float
 
 __all__ = [
     "FORMATS",
@@ -20,6 +20,7 @@ __all__ = [
     "ImageFormat",
     "LoadedImage",
     "MetadataDroppedWarning",
+    "bleed_under_alpha",
     "encode_image",
     "find_format",
     "format_choices",

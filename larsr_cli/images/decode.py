@@ -60,8 +60,8 @@ def load_image(
     ``max_pixels`` is our own limit on top of Pillow's decompression-bomb guard
     (``Image.MAX_IMAGE_PIXELS``, whose warning level is treated as an error here too); ``None``
     leaves only Pillow's. ``name`` labels a bytes or stream source in error messages. Every
-    failure a user can cause raises :class:`ImageError` with one line naming the file. Only the
-    first frame of animated or multi-page files is read.
+    failure a user can cause raises :class:`ImageError` with one line naming the file. Animated
+    and multi-page files are refused: upscaling frame 1 alone would silently lose the others.
     """
     label = name or _label(source)
     openable, raw = _openable(source, label)
@@ -71,6 +71,7 @@ def load_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(openable, formats=READABLE_FORMATS) as im:
                 _check_pixels(im, max_pixels, label)
+                _check_single_frame(im, label)
                 loaded = _decode(im, raw, label)
         notes = tuple(dict.fromkeys(f"decoder: {one_line(Warning(w.message))}" for w in caught))
         return dataclasses.replace(loaded, notes=notes) if notes else loaded
@@ -84,6 +85,16 @@ def load_image(
         raise ImageError(f"{label}: not enough memory to decode this image") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error) as exc:
         raise ImageError(f"{label}: truncated or corrupt image ({one_line(exc)})") from exc
+
+
+def _check_single_frame(im: Image.Image, label: str) -> None:
+    frames = int(getattr(im, "n_frames", 1) or 1)
+    if frames > 1:
+        what = "multi-page" if im.format == "TIFF" else "animated"
+        raise ImageError(
+            f"{label}: {what} image with {frames} frames; larsr upscales single images "
+            "(extract the frames first, e.g. ffmpeg -i in.gif frame%04d.png)"
+        )
 
 
 def pil_arrays(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
