@@ -249,6 +249,23 @@ def upscale(
         skip_existing=skip_existing,
         debug=ctx.obj["debug"],
     )
+
+    def finish(summary: Summary, device_label: str) -> None:
+        """The one report and exit code, whether the jobs ran here or on a cluster."""
+        _report(
+            summary,
+            upscaler.manifest.name,
+            device_label,
+            temperature_used,
+            texture_used,
+            quiet,
+            as_json,
+            to_stdout,
+            err,
+        )
+        if summary.failed:
+            ctx.exit(1)
+
     if on_ray:
         from .distributed import ClusterOptions, is_uri, progress_bar, run_jobs, worker_model_ref
 
@@ -266,19 +283,7 @@ def upscale(
             )
         for note in ray_summary.notes:
             err.print(f"larsr: warning: {printable(note)}", markup=False, highlight=False)
-        _report(
-            ray_summary,
-            upscaler.manifest.name,
-            ray_summary.device,
-            temperature_used,
-            texture_used,
-            quiet,
-            as_json,
-            to_stdout,
-            err,
-        )
-        if ray_summary.failed:
-            ctx.exit(1)
+        finish(ray_summary, ray_summary.device)
         return
     summary = Summary()
     start = time.perf_counter()
@@ -307,19 +312,7 @@ def upscale(
             summary.results.append(result)
             bar.advance(overall)
     summary.seconds = time.perf_counter() - start
-    _report(
-        summary,
-        upscaler.manifest.name,
-        upscaler.device.label,
-        temperature_used,
-        texture_used,
-        quiet,
-        as_json,
-        to_stdout,
-        err,
-    )
-    if summary.failed:
-        ctx.exit(1)
+    finish(summary, upscaler.device.label)
 
 
 def _report(
