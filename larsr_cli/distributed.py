@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import TMP_MARKER, os_reason
 from .engine import JobResult, RenderSettings, Summary, run_job
-from .errors import ImageError, LarsrError
+from .errors import ImageError, LarsrError, one_line
 from .jobs import STDIO, Job, NamingOptions, _target_suffix, plan_jobs
 
 if TYPE_CHECKING:  # ray is an optional extra: never imported at module level
@@ -112,12 +112,6 @@ def _floor() -> str:
     return ".".join(str(p) for p in RAY_MIN_VERSION)
 
 
-def _one_line(exc: BaseException | str) -> str:
-    text = str(exc).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def import_ray() -> Any:
     """The ``ray`` module with Ray Data, or one line saying how to get it."""
     try:
@@ -126,7 +120,7 @@ def import_ray() -> Any:
     except ImportError as exc:
         raise LarsrError(
             f"--ray needs Ray Data (ray >= {_floor()}), which cannot be imported here "
-            f"({_one_line(exc)}); install it with: {INSTALL_HINT}"
+            f"({one_line(exc)}); install it with: {INSTALL_HINT}"
         ) from None
     if _version_tuple(getattr(ray, "__version__", "0")) < RAY_MIN_VERSION:
         raise LarsrError(
@@ -146,7 +140,7 @@ def _check_reachable(address: str) -> None:
         with socket.create_connection((host.strip("[]"), int(port_text)), timeout=5):
             pass
     except OSError as exc:
-        reason = os_reason(exc) if exc.strerror else _one_line(exc) or "timed out"
+        reason = os_reason(exc) if exc.strerror else one_line(exc) or "timed out"
         raise LarsrError(
             f"--ray {address}: no Ray cluster answers there ({reason}); start one with "
             "`ray start --head` or check the address"
@@ -172,7 +166,7 @@ def connect(ray: Any, address: str | None, *, debug: bool = False, quiet: bool =
         raise
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError: Ray's own, untyped
         raise LarsrError(
-            f"--ray {target}: cannot connect to a Ray cluster ({_one_line(exc)}); "
+            f"--ray {target}: cannot connect to a Ray cluster ({one_line(exc)}); "
             "start one with `ray start --head`, or use --ray local"
         ) from None
     return True
@@ -248,7 +242,7 @@ class OutputStore:
             with contextlib.suppress(Exception):
                 fs.delete_file(tmp)
             if isinstance(exc, OSError):
-                raise ImageError(f"{target}: cannot write: {_one_line(exc)}") from exc
+                raise ImageError(f"{target}: cannot write: {one_line(exc)}") from exc
             raise
 
     def sweep(self, targets: Sequence[str]) -> int:
@@ -294,7 +288,7 @@ def _filesystem(uri: str) -> Any:
     except ImportError:
         raise LarsrError(f"-o {uri}: URI outputs need pyarrow; install it with: {INSTALL_HINT}") from None
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for unknown schemes
-        raise LarsrError(f"-o {uri}: not a filesystem URI pyarrow can open ({_one_line(exc)})") from None
+        raise LarsrError(f"-o {uri}: not a filesystem URI pyarrow can open ({one_line(exc)})") from None
     if path.rstrip("/") != uri[_scheme_len(uri) :].rstrip("/"):
         raise LarsrError(
             f"-o {uri}: this kind of URI is not supported (use s3://, gs://, file:// or a mounted path)"
@@ -425,7 +419,7 @@ class UpscaleWorker:
             if result.status == "done":
                 self.store.put(scratch, target, overwrite=settings.overwrite)
         except (LarsrError, OSError) as exc:
-            result = JobResult(job, "failed", _one_line(exc), result.seconds)
+            result = JobResult(job, "failed", one_line(exc), result.seconds)
         finally:
             scratch.unlink(missing_ok=True)
         return result
@@ -447,7 +441,7 @@ class UpscaleWorker:
                 return result
             return JobResult(job, "failed", f"{job.target}: exists; use --overwrite or --skip-existing")
         except OSError as exc:
-            return JobResult(job, "failed", f"{job.target}: cannot read: {_one_line(exc)}")
+            return JobResult(job, "failed", f"{job.target}: cannot read: {one_line(exc)}")
         finally:
             scratch.unlink(missing_ok=True)
 
@@ -673,8 +667,8 @@ def _failure_reason(exc: BaseException) -> str:
     text = str(exc)
     marked = text.find(_INIT_MARK)
     if marked >= 0:
-        return "a Ray worker could not start: " + _one_line(text[marked + len(_INIT_MARK) :])
-    return f"the Ray run failed: {type(exc).__name__}: {_one_line(exc)}"
+        return "a Ray worker could not start: " + one_line(text[marked + len(_INIT_MARK) :])
+    return f"the Ray run failed: {type(exc).__name__}: {one_line(exc)}"
 
 
 def _map(ray: Any, ds: Any, pool: _Pool, options: ClusterOptions, kwargs: dict[str, Any]) -> Any:

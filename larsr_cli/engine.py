@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageError, LarsrError
+from .errors import ImageError, LarsrError, one_line
 from .images import (
     AlphaFlattenedWarning,
     LoadedImage,
@@ -222,7 +222,9 @@ def run_job(
     except Exception as exc:  # a bug or an onnxruntime failure: keep the batch going, say what it was
         if settings.debug:
             traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return JobResult(
-            job, "failed", f"internal error: {type(exc).__name__}: {first}", time.perf_counter() - start
+            job,
+            "failed",
+            f"internal error: {type(exc).__name__}: {one_line(str(exc))}",
+            time.perf_counter() - start,
         )

@@ -24,8 +24,10 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name when it has none: what a
-    library error (onnxruntime, Pillow, the Hub) says, fit for a one-line user error."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def one_line(exc: BaseException | str) -> str:
+    """The first non-blank line of an exception's message (or of a text), else the exception's
+    type name: what a library error (onnxruntime, Pillow, the Hub, Ray) says, fit for one line."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__ if isinstance(exc, BaseException) else ""
