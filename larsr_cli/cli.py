@@ -28,7 +28,7 @@ from . import __version__
 from .commands_models import download, info, models
 from .engine import JobResult, RenderSettings, Summary, run_job
 from .errors import LarsrError, printable
-from .help import SectionedCommand, model_defaults
+from .help import DEFAULTS_MARK, SectionedCommand
 from .images.formats import format_choices, lossy_formats, output_format
 from .jobs import STDIO, NamingOptions, plan_jobs
 
@@ -78,7 +78,6 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-DEFAULTS = model_defaults()  # the embedded model's real -t/--texture, shown in --help
 MAX_TEMPERATURE = 2.0  # beyond it the codes are near-uniform noise; -t 256 is usually a tile size
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # more only oversubscribes, and under a pids limit hangs
 MAX_SAMPLES = 10_000  # each sample is a planned job; a typo like 100000000 must not eat the RAM
@@ -117,7 +116,7 @@ def _finite_temperature(value: float | None) -> float | None:
     default=None,
     callback=lambda ctx, param, value: _finite_temperature(value),
     help=f"Texture sampling temperature in [0, {MAX_TEMPERATURE:g}]; 0 = deterministic. "
-    f"Default: the model's{DEFAULTS}. For tiles use --tile, not -t.",
+    f"Default: the model's{DEFAULTS_MARK}. For tiles use --tile, not -t.",
 )
 @click.option(
     "--texture",

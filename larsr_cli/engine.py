@@ -126,10 +126,7 @@ def write_stdout(data: bytes) -> None:
     """
     out = sys.stdout.buffer
     try:
-        view = memoryview(data)
-        while view:
-            written = out.write(view)
-            view = view[written if written else len(view) :]
+        out.write(data)  # a blocking BufferedWriter writes it all or raises
         out.flush()
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -39,11 +39,20 @@ def model_defaults(name: str = "larsr-x4") -> str:
     return f" ({name}: -t {m.default_temperature:g}, --texture {m.default_texture:g})"
 
 
+# Stands in the --temperature help for the embedded model's defaults; filled in only when help is
+# printed, so no start-up of `larsr` reads a manifest for it.
+DEFAULTS_MARK = "\x00defaults\x00"
+
+
 class SectionedCommand(click.Command):
     """Prints options in SECTIONS order under their headings, then the examples."""
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        records = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)}
+        defaults = model_defaults()
+        records = {}
+        for p in self.get_params(ctx):
+            record = p.get_help_record(ctx)
+            records[p.name] = record and (record[0], record[1].replace(DEFAULTS_MARK, defaults))
         placed: set[str | None] = set()
         for title, names in SECTIONS.items():
             rows = [records[n] for n in names if records.get(n)]

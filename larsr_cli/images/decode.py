@@ -73,7 +73,7 @@ def load_image(
                 _check_pixels(im, max_pixels, label)
                 _check_single_frame(im, label)
                 loaded = _decode(im, raw, label)
-        notes = tuple(dict.fromkeys(f"decoder: {one_line(Warning(w.message))}" for w in caught))
+        notes = tuple(dict.fromkeys(f"decoder: {one_line(str(w.message))}" for w in caught))
         return dataclasses.replace(loaded, notes=notes) if notes else loaded
     except ImageError:
         raise

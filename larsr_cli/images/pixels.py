@@ -120,19 +120,18 @@ def bleed_under_alpha(rgb: np.ndarray, alpha: np.ndarray, rounds: int = 6) -> np
     if not hidden.any() or hidden.all():
         return rgb
     weight = (~hidden).astype(np.float32)
-    filled = rgb * weight[..., None]
-    acc_w, acc = weight.copy(), filled.copy()
+    visible = rgb * weight[..., None]
     out = rgb.copy()
     todo = hidden.copy()
     for i in range(rounds):
         k = 2 * (2**i) + 1  # 3, 5, 9, 17, 33, 65 px boxes
-        num = cv2.blur(acc, (k, k))
-        den = cv2.blur(acc_w, (k, k))
+        num = cv2.blur(visible, (k, k))
+        den = cv2.blur(weight, (k, k))
         ready = todo & (den > 1e-6)
         out[ready] = num[ready] / den[ready, None]
         todo &= ~ready
         if not todo.any():
             break
     if todo.any():  # far from anything visible: the mean visible colour
-        out[todo] = (rgb * weight[..., None]).sum(axis=(0, 1)) / weight.sum()
+        out[todo] = visible.sum(axis=(0, 1)) / weight.sum()
     return out
