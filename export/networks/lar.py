@@ -132,16 +132,18 @@ class LARAttnLayer(nn.Module):
         heads = self.heads
         d = c // heads
         q, k_new, v_new = self.qkv(self.norm_attn(x)).reshape(-1, 3, heads, d).unbind(1)  # (P, h, d)
-        scale = 1.0 / math.sqrt(d)
+        q = q * (1.0 / math.sqrt(d))
+        # Cached positions from t on are masked by adding -inf from a (T,) vector, and the current
+        # position's score rides along as one extra column: full-size Where ops over the
+        # (P, h, T) scores cost more than the two batched matmuls themselves in onnxruntime
+        # (benchmarks/results/speed.md, attention rewrite).
         positions = torch.arange(past_k.shape[-1], device=x.device)
-        is_now = positions == t
-        scores = torch.matmul(q.unsqueeze(2), past_k).squeeze(2) * scale  # (P, h, T)
-        score_now = (q * k_new).sum(-1, keepdim=True) * scale
-        scores = torch.where(is_now, score_now, scores).masked_fill(positions > t, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        w_now = (weights * is_now).sum(-1, keepdim=True)
-        past_out = torch.matmul(torch.where(is_now, 0.0, weights).unsqueeze(2), past_v).squeeze(2)
-        att = (past_out + w_now * v_new).reshape(n, hp, wp, c)
+        mask = torch.where(positions < t, 0.0, float("-inf"))
+        scores = torch.matmul(q.unsqueeze(2), past_k).squeeze(2) + mask  # (P, h, T)
+        score_now = (q * k_new).sum(-1, keepdim=True)
+        weights = torch.softmax(torch.cat([scores, score_now], dim=-1), dim=-1)
+        past_out = torch.matmul(weights[..., :-1].unsqueeze(2), past_v).squeeze(2)
+        att = (past_out + weights[..., -1:] * v_new).reshape(n, hp, wp, c)
         x = x + self.proj(att)
         if self.mix:
             x = self._mix_patches(x.unsqueeze(3)).squeeze(3)
