@@ -7,6 +7,7 @@ manifest, and ``LarsrConfig.from_dict`` reads it back, so a model folder always 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -31,6 +32,9 @@ class LarsrConfig:
     vq_phase: bool = False
     # Encoder outputs and codes on the unit sphere (see EMACodebook.prepare); off for old checkpoints.
     vq_cosine: bool = False
+    # Back-projection steps that remove the LR-visible part of the decoder's residual
+    # (export.networks.consistency); 0 keeps the residual as the decoder makes it.
+    vq_lr_project: int = 0
     commitment: float = 0.25
     ema_decay: float = 0.99
     # LAR module: patch x patch positions per autoregressive sequence.
@@ -56,6 +60,23 @@ class LarsrConfig:
 
     def with_overrides(self, **kwargs: Any) -> LarsrConfig:
         return replace(self, **kwargs)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` config overrides; values are JSON (``true``, ``4``) or plain strings."""
+    known = {f.name for f in fields(LarsrConfig)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--override wants key=value, got {pair!r}")
+        if key not in known:
+            raise SystemExit(f"--override: unknown config field {key!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 CONFIGS: dict[str, LarsrConfig] = {
@@ -86,6 +107,7 @@ CONFIGS: dict[str, LarsrConfig] = {
         coarse_growth=20,
         coarse_up_features=24,
         cond_stride=4,
+        vq_lr_project=2,
     ),
     # The paper's scale (RRDB 64x23, 1024 codes of dim 64); needs a GPU to train.
     "paper": LarsrConfig(

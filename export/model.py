@@ -42,9 +42,11 @@ def save_checkpoint(path: Path, model: LarsrModel, extra: dict[str, Any] | None 
         torch.save(state, fh)
 
 
-def load_checkpoint(path: Path) -> tuple[LarsrModel, dict[str, Any]]:
+def load_checkpoint(path: Path, overrides: dict[str, Any] | None = None) -> tuple[LarsrModel, dict[str, Any]]:
+    """A trained model; ``overrides`` may change config fields that own no weights (a missing or
+    unexpected weight fails the load)."""
     state = torch.load(Path(path), map_location="cpu", weights_only=False)
-    model = LarsrModel(LarsrConfig.from_dict(state["config"]))
+    model = LarsrModel(LarsrConfig.from_dict(state["config"]).with_overrides(**(overrides or {})))
     for part in PARTS:
         getattr(model, part).load_state_dict(state[part])
     return model.eval(), state.get("extra", {})

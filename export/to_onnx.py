@@ -25,6 +25,7 @@ from larsr_cli.arch import LarSpec, LarSR
 from larsr_cli.integrity import sha256_of
 from larsr_cli.manifest import FORMAT_VERSION, GraphFile, Manifest, write_manifest
 
+from .configs import parse_overrides
 from .model import LarsrModel, load_checkpoint
 from .receptive_field import measure
 
@@ -275,9 +276,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, help="default sampling temperature")
     parser.add_argument("--with-full", action="store_true", help="also export lar_full.onnx (parity)")
     parser.add_argument("--data", type=Path, help="photo folder the weights were trained on (provenance)")
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config fields that need no weights of their own, e.g. vq_lr_project=2",
+    )
     args = parser.parse_args(argv)
     if args.checkpoint:
-        model, extra = load_checkpoint(args.checkpoint)
+        model, extra = load_checkpoint(args.checkpoint, parse_overrides(args.override))
     else:
         model, extra = LarsrModel.from_name(args.config), {}
     if args.data:

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from larsr_cli.atomic import atomic_write
 
-from .configs import get_config
+from .configs import get_config, parse_overrides
 from .data import CropDataset, make_pair, val_images
 from .degrade import bicubic_downscale_torch, bicubic_upscale
 from .metrics import psnr_y
@@ -61,20 +61,6 @@ def batches(data: CropDataset, batch: int, device: torch.device) -> Iterator[tup
             hr = torch.stack([b for _, b in items]).to(device, memory_format=torch.channels_last)
             yield lr, hr
         epoch += 1
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` config overrides; values are JSON (``true``, ``4``) or plain strings."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--override wants key=value, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def load_or_create(

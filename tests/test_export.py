@@ -57,14 +57,15 @@ def test_coarse_condition_decoder_match_torch(sessions, tiny_torch_model, h, w):
 
 @pytest.fixture(scope="module")
 def base_shaped(tmp_path_factory):
-    """The tiny model with the 'base' config's structural switches: condition U-Net on the LR grid
-    and phase channels in the VQ-VAE, exported once."""
+    """The tiny model with the 'base' config's structural switches: condition U-Net on the LR grid,
+    phase channels and the LR back-projection in the VQ-VAE, exported once."""
     from export.configs import get_config
     from export.model import LarsrModel
     from export.to_onnx import export_model
 
     torch.manual_seed(1)
-    model = LarsrModel(get_config("tiny").with_overrides(cond_stride=4, vq_phase=True)).eval()
+    cfg = get_config("tiny").with_overrides(cond_stride=4, vq_phase=True, vq_lr_project=2)
+    model = LarsrModel(cfg).eval()
     out = tmp_path_factory.mktemp("models") / "tiny-base-shaped"
     export_model(model, out, "tiny-base-shaped")
     return model, out
@@ -98,6 +99,24 @@ def test_phase_channels_make_the_decoder_depend_on_the_cell_phase(base_shaped):
         sr = model.vqvae.decode(idx, xc)[0]
     even, odd = sr[:, 4:12, 4:6], sr[:, 4:12, 6:8]  # columns of cells 2 and 3
     assert float((even - odd).abs().max()) > 1e-4
+
+
+def test_back_projected_texture_all_but_vanishes_in_the_lr_image():
+    """The LR-visible part of the residual is what the runtime's LR-consistency score measures
+    (export.degrade's PIL bicubic): the projection's own downscale must be that operator, and
+    two steps must remove most of it while keeping most of the texture."""
+    from export.degrade import bicubic_downscale
+    from export.networks.consistency import LRProjection
+
+    r = np.random.default_rng(5).standard_normal((64, 64, 3)).astype(np.float32)
+    t = torch.tensor(r).permute(2, 0, 1)[None]
+    lr_part = LRProjection(4, 1).lr_part(t)[0].permute(1, 2, 0).numpy()
+    assert np.abs(lr_part - bicubic_downscale(r))[3:-3, 3:-3].max() < 1e-5
+    projected = LRProjection(4, 2)(t)[0].permute(1, 2, 0).numpy()
+    seen_before = np.sqrt((bicubic_downscale(r)[3:-3, 3:-3] ** 2).mean())
+    seen_after = np.sqrt((bicubic_downscale(projected)[3:-3, 3:-3] ** 2).mean())
+    assert seen_after < 0.25 * seen_before
+    assert np.sqrt((projected**2).mean()) > 0.9 * np.sqrt((r**2).mean())
 
 
 def test_base_shaped_tiles_equal_the_whole_image(base_shaped):

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from ..configs import LarsrConfig
 from .blocks import ResBlock, conv3x3, depth_to_space, space_to_depth
+from .consistency import LRProjection
 
 
 class EMACodebook(nn.Module):
@@ -128,6 +129,7 @@ class TextureVQVAE(nn.Module):
             conv3x3(ch, 3 * 4),
         )
         self.commitment_weight = cfg.commitment
+        self.project = LRProjection(cfg.scale, cfg.vq_lr_project) if cfg.vq_lr_project > 0 else None
 
     def with_phase(self, grid: torch.Tensor) -> torch.Tensor:
         """``grid`` on the index grid, plus the two phase channels when the config asks for them.
@@ -154,6 +156,8 @@ class TextureVQVAE(nn.Module):
     def decode_quantized(self, quant: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
         cond = self.coarse_encoder(self.with_phase(space_to_depth(xc, 2)))
         residual = depth_to_space(self.decoder(torch.cat([cond, quant], dim=1)), 2)
+        if self.project is not None:
+            residual = self.project(residual)
         return xc + residual
 
     def decode(self, indices: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
