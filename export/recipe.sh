@@ -44,6 +44,8 @@ for stage in $STAGES; do
               --steps 6000 --lr 1e-3 --log-every 100 ;;
     lar2) python -m export.train --stage lar --round 2 "${COMMON[@]}" --minutes "${LAR2_MIN:-60}" \
               --steps 6000 --lr 5e-4 --log-every 100 ;;
+    lar3) python -m export.train --stage lar --round 3 "${COMMON[@]}" --minutes "${LAR3_MIN:-115}" \
+              --steps 10000 --lr 4e-4 --log-every 100 ;;
     export) python -m export.to_onnx --checkpoint "$RUN/model.pt" --out "${OUT:-models/larsr-x4}" --name larsr-x4 \
               --data data/photos ;;
     evaluate) python -m export.evaluate --model "${OUT:-models/larsr-x4}" --data data/photos \
