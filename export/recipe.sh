@@ -47,7 +47,7 @@ for stage in $STAGES; do
     lar3) python -m export.train --stage lar --round 3 "${COMMON[@]}" --minutes "${LAR3_MIN:-115}" \
               --steps 10000 --lr 4e-4 --log-every 100 ;;
     export) python -m export.to_onnx --checkpoint "$RUN/model.pt" --out "${OUT:-models/larsr-x4}" --name larsr-x4 \
-              --data data/photos ;;
+              --data data/photos --override vq_lr_project=2 ;;
     evaluate) python -m export.evaluate --model "${OUT:-models/larsr-x4}" --data data/photos \
               --out "$RUN/evaluation.json" --write ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
