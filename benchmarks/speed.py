@@ -52,7 +52,7 @@ from benchmarks.common import (
 from benchmarks.flops import count as count_flops
 from benchmarks.peak import measure_peaks
 from export.degrade import to_uint8
-from larsr_cli.sampler import Sampler, TileDraw, resolve_sampler
+from larsr_cli.sampler import Sampler, TileDraw
 
 SCALE = 4
 STAGES = ("coarse", "condition", "lar_step", "sampling", "decoder", "other")
@@ -136,7 +136,7 @@ def time_larsr(upscaler: Any, lr: np.ndarray, temperature: float, tile: str, rep
     for _ in range(repeats):
         with instrumented(upscaler) as (tally, counts):
             start = time.perf_counter()
-            sampler = TimedSampler(resolve_sampler(temperature, 0), tally)
+            sampler = TimedSampler(upscaler.resolve_sampler(temperature, 0), tally)
             upscaler.upscale_array(rgb, tile=tile, out_dtype=np.uint8, sampler=sampler)
             total = time.perf_counter() - start
         stages = {k: float(tally.get(k, 0.0)) for k in STAGES if k != "other"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -18,12 +18,14 @@ import numpy as np
 from PIL import Image
 
 from .arch import Architecture
+from .arch.base import TileStepHook
 from .errors import LarsrError
 from .images import bleed_under_alpha, pil_arrays, quantise, resize_float
 from .manifest import Manifest, load_manifest
 from .sampler import Sampler, Step, StepHook, resolve_sampler
 from .sessions import DeviceChoice, open_session, parse_device
 from .tiling import Tile, plan_tiles
+from .twopass import render_two_pass, texture_tile_side, window_bytes
 
 # (units done, units in total) over the whole image; a unit is one step of one tile.
 ProgressFn = Callable[[int, int], None]
@@ -62,6 +64,7 @@ class Upscaler:
         self.device: DeviceChoice = parse_device(device)
         self.memory_budget = int(memory_budget)
         self.memory_limit = int(0.8 * available_memory())
+        self.threads = threads
         arch_class = self.manifest.architecture_class
         self.sessions = {
             role: open_session(self.folder / graph.file, self.device, threads)
@@ -104,6 +107,12 @@ class Upscaler:
             raise LarsrError(f"temperature must be >= 0, got {temperature}")
         return temperature
 
+    def resolve_sampler(self, temperature: float | None, seed: int) -> Sampler:
+        """The sampler ``upscale_array`` uses for (temperature, seed), drawing on this
+        Upscaler's threads (benchmarks wrap it to time the draws)."""
+        workers = self.threads or os.cpu_count() or 1
+        return resolve_sampler(self.resolve_temperature(temperature), seed, workers)
+
     def resolve_texture(self, texture: float | None) -> float:
         """``--texture``: 0 is the coarse net's clean result, 1 the full texture residual."""
         texture = self.default_texture if texture is None else float(texture)
@@ -116,14 +125,53 @@ class Upscaler:
     def bytes_per_lr_pixel(self) -> int:
         return self.arch.bytes_per_lr_pixel()
 
-    def auto_tile(self, height: int, width: int) -> int:
-        """The largest tile whose context fits the memory budget; 0 (whole image) when it fits."""
-        per_px = self.bytes_per_lr_pixel()
-        if height * width * per_px <= self.memory_budget:
-            return 0
-        side = int(math.sqrt(self.memory_budget / per_px)) - 2 * self.manifest.context_margin
+    def margin_of(self, stages: tuple[str, ...]) -> int:
+        """Context (LR px a side) that makes ``stages`` exact in a tile: their receptive fields
+        add up, rounded up to the tile multiple so that code patches stay on the global grid."""
+        total = sum(int(self.manifest.receptive_field[name]) for name in stages)
         m = self.manifest.tile_multiple
+        return -(-total // m) * m
+
+    def tiling_mode(self, texture: float) -> str:
+        """``two-pass`` (structure strips, then texture tiles on them), ``structure`` (texture 0:
+        the structure stages alone) or ``one-pass`` (a family that cannot be split)."""
+        if not self.arch.structure_stages:
+            return "one-pass"
+        return "two-pass" if texture > 0 else "structure"
+
+    def tile_margin(self, texture: float) -> int:
+        """The margin the planned tiles carry: in two-pass mode only the stages after the
+        structure, whose input image is already exact over the whole context."""
+        arch = self.arch
+        mode = self.tiling_mode(texture)
+        if mode == "two-pass":
+            return self.margin_of(tuple(s for s in arch.stages if s not in arch.structure_stages))
+        if mode == "structure":
+            return self.margin_of(arch.structure_stages)
+        return self.manifest.context_margin
+
+    def auto_tile(self, height: int, width: int, texture: float = 1.0) -> int:
+        """The largest tile whose context fits the memory budget; 0 (whole image) when it fits."""
+        if height * width * self.bytes_per_lr_pixel() <= self.memory_budget:
+            return 0  # one tile: no margins at all
+        m, margin = self.manifest.tile_multiple, self.tile_margin(texture)
+        mode = self.tiling_mode(texture)
+        if mode == "two-pass":
+            per_px = self.arch.texture_bytes_per_lr_pixel()
+            return texture_tile_side(self.memory_budget, width, self.scale, per_px, margin, m)
+        if mode == "structure":
+            per_px = self.arch.structure_bytes_per_lr_pixel()
+        else:
+            per_px = self.bytes_per_lr_pixel()
+        side = int(math.sqrt(self.memory_budget / per_px)) - 2 * margin
         return max(4 * m, side // m * m)
+
+    def strip_pixels(self, tiles: list[Tile], width: int) -> int:
+        """LR pixels (context included) per structure strip: what the budget leaves beside the
+        structure window of the tallest band, at the structure stages' own cost per pixel."""
+        rows = max(t.context.height for t in tiles)
+        left = self.memory_budget - window_bytes(rows, width, self.scale)
+        return max(left, self.memory_budget // 4) // self.arch.structure_bytes_per_lr_pixel()
 
     def check_memory(self, tiles: list[Tile], requested: int | str) -> None:
         """Refuse an explicit tile size whose working memory cannot fit in this machine's RAM."""
@@ -137,28 +185,55 @@ class Upscaler:
 
     # -- one tile ---------------------------------------------------------------------------------
 
-    def _run_tile(
+    def _hook(self, on_step: StepHook | None, index: int, count: int) -> TileStepHook | None:
+        if on_step is None:
+            return None
+
+        def hook(step: int, steps: int) -> None:
+            on_step(Step(index, count, step, steps))
+
+        return hook
+
+    def _render_tiles(
         self,
         lr: np.ndarray,
-        tile: Tile,
+        tiles: list[Tile],
         sampler: Sampler,
         texture: float,
         on_step: StepHook | None,
-        index: int,
-        count: int,
-    ) -> np.ndarray:
-        ctx = tile.context
-        patch = np.ascontiguousarray(lr[ctx.y0 : ctx.y1, ctx.x0 : ctx.x1].transpose(2, 0, 1)[None])
-        hook = None
-        if on_step is not None:
+    ) -> Iterator[tuple[Tile, np.ndarray]]:
+        """(tile, its own HR pixels as HxWx3 float) for every tile, in the order of ``tiles``."""
+        s, count = self.scale, len(tiles)
 
-            def hook(step: int, steps: int) -> None:
-                on_step(Step(index, count, step, steps))
+        def own_pixels(tile: Tile, sr: np.ndarray) -> np.ndarray:
+            own = tile.own.relative_to(tile.context)
+            return sr[0, :, own.y0 * s : own.y1 * s, own.x0 * s : own.x1 * s].transpose(1, 2, 0)
 
-        sr = self.arch.render_tile(patch, ctx, sampler, texture, hook)
-        own = tile.own.relative_to(ctx)
-        s = self.scale
-        return sr[0, :, own.y0 * s : own.y1 * s, own.x0 * s : own.x1 * s].transpose(1, 2, 0)
+        if count > 1 and self.tiling_mode(texture) == "two-pass":
+            arch = self.arch
+
+            def texture_stages(xc: np.ndarray, tile: Tile, index: int) -> np.ndarray:
+                hook = self._hook(on_step, index, count)
+                return arch.render_on_structure(xc, tile.context, sampler, texture, hook)
+
+            rendered = render_two_pass(
+                arch.structure,
+                texture_stages,
+                lr,
+                tiles,
+                scale=s,
+                structure_margin=self.margin_of(arch.structure_stages),
+                multiple=self.manifest.tile_multiple,
+                strip_px=self.strip_pixels(tiles, lr.shape[1]),
+            )
+            for _, tile, sr in rendered:
+                yield tile, own_pixels(tile, sr)
+            return
+        for index, tile in enumerate(tiles):
+            ctx = tile.context
+            patch = np.ascontiguousarray(lr[ctx.y0 : ctx.y1, ctx.x0 : ctx.x1].transpose(2, 0, 1)[None])
+            sr = self.arch.render_tile(patch, ctx, sampler, texture, self._hook(on_step, index, count))
+            yield tile, own_pixels(tile, sr)
 
     # -- whole image ------------------------------------------------------------------------------
 
@@ -182,11 +257,16 @@ class Upscaler:
         s = self.scale
         return np.clip(xc[0, :, : h * s, : w * s].transpose(1, 2, 0), 0.0, 1.0)
 
-    def plan(self, height: int, width: int, tile: int | str = "auto") -> list[Tile]:
+    def plan(
+        self, height: int, width: int, tile: int | str = "auto", texture: float | None = None
+    ) -> list[Tile]:
+        """Tiles of an image; ``texture`` (default: the model's) decides which stages they carry
+        a margin for (``tiling_mode``)."""
+        texture = self.resolve_texture(texture)
         m = self.manifest.tile_multiple
         ph, pw = -(-height // m) * m, -(-width // m) * m
-        size = self.auto_tile(ph, pw) if tile == "auto" else int(tile)
-        tiles = plan_tiles(ph, pw, size, self.manifest.context_margin, m)
+        size = self.auto_tile(ph, pw, texture) if tile == "auto" else int(tile)
+        tiles = plan_tiles(ph, pw, size, self.tile_margin(texture), m)
         if tile != "auto":
             self.check_memory(tiles, int(tile))
         return tiles
@@ -218,9 +298,9 @@ class Upscaler:
             raise LarsrError("cannot upscale an empty image")
         texture = self.resolve_texture(texture)
         if sampler is None:
-            sampler = resolve_sampler(self.resolve_temperature(temperature), seed)
+            sampler = self.resolve_sampler(temperature, seed)
         lr = self._pad(np.clip(rgb.astype(np.float32, copy=False), 0.0, 1.0))
-        tiles = self.plan(h, w, tile)
+        tiles = self.plan(h, w, tile, texture)
         s = self.scale
         out = np.empty((h * s, w * s, 3), dtype=out_dtype)
 
@@ -231,8 +311,7 @@ class Upscaler:
                 progress(step.done, step.total)
 
         hook = hear if (on_step is not None or progress is not None) else None
-        for i, tile_ in enumerate(tiles):
-            sr = self._run_tile(lr, tile_, sampler, texture, hook, i, len(tiles))
+        for tile_, sr in self._render_tiles(lr, tiles, sampler, texture, hook):
             own = tile_.own
             y0, x0 = own.y0 * s, own.x0 * s
             y1, x1 = min(own.y1 * s, h * s), min(own.x1 * s, w * s)

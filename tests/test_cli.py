@@ -392,13 +392,15 @@ def test_tile_size_does_not_change_the_output(
     """At T=1, tiles of any size give the untiled picture (the issue's --tile 32/48/0 case included)."""
     src = write_png(tmp_path / "p.png", width, height)
     calls = []
-    real_render_tile = LarSR.render_tile  # the architecture's public per-tile method
+    # The architecture's public per-tile method of the texture stages: one call per tile in
+    # one-pass and in two-pass tiling alike.
+    real_render = LarSR.render_on_structure
 
     def counting(self, *args, **kwargs):
         calls.append(1)
-        return real_render_tile(self, *args, **kwargs)
+        return real_render(self, *args, **kwargs)
 
-    monkeypatch.setattr(LarSR, "render_tile", counting)
+    monkeypatch.setattr(LarSR, "render_on_structure", counting)
     outputs, tiles_run = {}, {}
     for tile in ("0", *tiles):
         calls.clear()

@@ -17,6 +17,7 @@ from larsr_cli.errors import LarsrError
 from larsr_cli.pipeline import Upscaler
 from larsr_cli.sampler import ROWS_PER_JOB, CodeNoise, sample_codes
 from larsr_cli.tiling import plan_tiles
+from larsr_cli.twopass import window_bytes
 
 H, W = 24, 32
 
@@ -190,11 +191,23 @@ def test_auto_tile_fits_the_memory_budget(tiny_model_dir, upscaler: Upscaler) ->
     assert upscaler.auto_tile(H, W) == 0  # small images run whole
     per_px = upscaler.bytes_per_lr_pixel()
     budgeted = Upscaler(tiny_model_dir, device="cpu", memory_budget=300 * 300 * per_px)
-    m, margin = budgeted.manifest.tile_multiple, budgeted.manifest.context_margin
-    tile = budgeted.auto_tile(400, 600)
+    arch, m = budgeted.arch, budgeted.manifest.tile_multiple
+    # Two-pass (texture on): a texture tile with its context, beside the structure window of
+    # its band, fits; so does a structure strip beside that window.
+    tile = budgeted.auto_tile(400, 600, texture=1.0)
     assert tile > 0 and tile % m == 0
-    assert (tile + 2 * margin) ** 2 * per_px <= budgeted.memory_budget  # a tile with its context fits
-    assert len(budgeted.plan(400, 600, "auto")) > 1
+    tiles = budgeted.plan(400, 600, "auto", texture=1.0)
+    assert len(tiles) > 1
+    side = max(t.context.height for t in tiles)
+    window = window_bytes(side, 600, budgeted.scale)
+    assert side**2 * arch.texture_bytes_per_lr_pixel() + window <= budgeted.memory_budget
+    strip = budgeted.strip_pixels(tiles, 600) * arch.structure_bytes_per_lr_pixel()
+    assert strip + window <= budgeted.memory_budget
+    # Texture 0 runs the structure stages alone, with their own (smaller) margin and cost.
+    plain = budgeted.plan(400, 600, "auto", texture=0.0)
+    assert budgeted.tile_margin(0.0) < budgeted.manifest.context_margin
+    widest = max(t.context.height * t.context.width for t in plain)
+    assert widest * arch.structure_bytes_per_lr_pixel() <= budgeted.memory_budget
 
 
 # ---- CodeNoise ------------------------------------------------------------------------------------

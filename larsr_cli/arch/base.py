@@ -45,6 +45,10 @@ class Architecture(ABC):
     graph_roles: ClassVar[tuple[str, ...]]
     #: ``receptive_field`` entries (LR px) whose radii chain up into the tiling margin.
     stages: ClassVar[tuple[str, ...]]
+    #: The leading stages that make the structure image, an HR picture the other stages read
+    #: (``render_on_structure``); empty when the family cannot be split, which keeps it on
+    #: one-pass tiles (``larsr_cli.twopass`` explains the gain).
+    structure_stages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any]) -> None:
         self.spec = spec
@@ -76,6 +80,25 @@ class Architecture(ABC):
     ) -> np.ndarray:
         """One tile with its context, (1,3,h,w) -> (1,3,sh,sw) float; ``context`` is its LR window."""
 
+    def render_on_structure(
+        self,
+        xc: np.ndarray,
+        context: Box,
+        sampler: Sampler,
+        texture: float,
+        on_step: TileStepHook | None = None,
+    ) -> np.ndarray:
+        """The stages after ``structure_stages`` on a tile's exact structure image (1,3,sh,sw)."""
+        raise NotImplementedError(f"{self.id} has no structure stages")
+
     @abstractmethod
     def bytes_per_lr_pixel(self) -> int:
         """Working memory per LR pixel of a tile's context, for choosing and checking tile sizes."""
+
+    def structure_bytes_per_lr_pixel(self) -> int:
+        """The same for the structure stages alone (two-pass strips); one-pass figure by default."""
+        return self.bytes_per_lr_pixel()
+
+    def texture_bytes_per_lr_pixel(self) -> int:
+        """The same for ``render_on_structure`` (its input image included)."""
+        return self.bytes_per_lr_pixel()

@@ -1,0 +1,110 @@
+"""Two-pass tiling: exact structure rows computed once, texture tiles that match the untiled result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from larsr_cli.pipeline import Upscaler
+from larsr_cli.tiling import Box, Tile, plan_tiles
+from larsr_cli.twopass import StructureRows, bands_of
+
+SCALE = 2
+RADIUS = 3  # LR px the fake structure function reads around each pixel
+
+
+def fake_structure(lr: np.ndarray) -> np.ndarray:
+    """A local map with receptive field RADIUS and zero padding, like a conv net: (1,3,h,w) ->
+    (1,3,2h,2w). Each output is a weighted sum that depends on position inside the window only
+    through the zero border, so a window with enough margin reproduces the whole-image values."""
+    x = lr[0]
+    padded = np.pad(x, ((0, 0), (RADIUS, RADIUS), (RADIUS, RADIUS)))
+    acc = np.zeros_like(x)
+    h, w = x.shape[1:]
+    for dy in range(-RADIUS, RADIUS + 1):
+        for dx in range(-RADIUS, RADIUS + 1):
+            weight = np.float32(1.0 / (1 + abs(dy) + 2 * abs(dx)))
+            acc += weight * padded[:, RADIUS + dy : RADIUS + dy + h, RADIUS + dx : RADIUS + dx + w]
+    return np.repeat(np.repeat(acc, SCALE, axis=1), SCALE, axis=2)[None]
+
+
+def whole(lr: np.ndarray) -> np.ndarray:
+    return fake_structure(np.ascontiguousarray(lr.transpose(2, 0, 1)[None]))[0]
+
+
+def test_structure_rows_equal_the_whole_image_and_are_computed_once() -> None:
+    lr = np.random.default_rng(0).random((40, 30, 3), dtype=np.float32)
+    expected = whole(lr)
+    calls: list[tuple[int, int]] = []
+
+    def counted(patch: np.ndarray) -> np.ndarray:
+        calls.append(patch.shape[2:])
+        return fake_structure(patch)
+
+    rows = StructureRows(counted, lr, SCALE, margin=RADIUS, multiple=2, strip_px=16 * 20)
+    first = rows.window(0, 20).copy()
+    assert np.array_equal(first, expected[:, : 20 * SCALE])
+    second = rows.window(12, 34)  # rows 12..20 are kept, only 20..34 are new
+    assert np.array_equal(second, expected[:, 12 * SCALE : 34 * SCALE])
+    third = rows.window(30, 40)
+    assert np.array_equal(third, expected[:, 30 * SCALE :])
+    assert len(calls) == rows.strips > 3  # the strip budget really forced several strip tiles
+    # Every LR pixel was computed exactly once: the rows shared by two windows were kept.
+    assert rows.own_pixels == 40 * 30
+    with pytest.raises(ValueError):
+        rows.window(0, 10)  # windows only slide downwards
+
+
+def test_too_little_margin_would_show_and_enough_does_not() -> None:
+    """The test can fail: with a margin below the receptive field the strips disagree."""
+    lr = np.random.default_rng(1).random((24, 24, 3), dtype=np.float32)
+    short = StructureRows(fake_structure, lr, SCALE, margin=RADIUS - 2, multiple=2, strip_px=12 * 12)
+    assert not np.array_equal(short.window(0, 24), whole(lr))
+    exact = StructureRows(fake_structure, lr, SCALE, margin=RADIUS + 1, multiple=2, strip_px=12 * 12)
+    assert np.array_equal(exact.window(0, 24), whole(lr))
+
+
+def test_bands_group_tiles_by_their_context_rows() -> None:
+    tiles = plan_tiles(40, 60, 16, 4, 2)
+    bands = bands_of(tiles)
+    assert [len(b.tiles) for b in bands] == [4, 4, 4]
+    assert all(t.context.y0 == b.y0 and t.context.y1 == b.y1 for b in bands for t in b.tiles)
+    assert [b.y0 for b in bands] == sorted(b.y0 for b in bands)
+    assert sum(len(b.tiles) for b in bands) == len(tiles)
+    assert bands_of([Tile(Box(0, 4, 0, 4), Box(0, 4, 0, 4))])[0].tiles[0].own == Box(0, 4, 0, 4)
+
+
+@pytest.mark.parametrize("tile", [8, 14, 20])
+@pytest.mark.parametrize("temperature,texture", [(0.0, 1.0), (0.8, 1.0), (0.8, 0.5), (0.8, 0.0)])
+def test_two_pass_tiles_are_bit_identical_to_the_untiled_image(
+    tiny_model_dir, tile: int, temperature: float, texture: float
+) -> None:
+    upscaler = Upscaler(tiny_model_dir, device="cpu")
+    lr = np.random.default_rng(tile).random((30, 42, 3), dtype=np.float32)
+    untiled = upscaler.upscale_array(lr, seed=3, temperature=temperature, texture=texture, tile=0)
+    tiled = upscaler.upscale_array(lr, seed=3, temperature=temperature, texture=texture, tile=tile)
+    assert len(upscaler.plan(30, 42, tile)) > 1
+    assert np.array_equal(untiled, tiled)
+
+
+def test_two_pass_runs_the_coarse_net_on_little_more_than_the_image(tiny_model_dir) -> None:
+    """The point of the second pass: coarse work no longer grows with the full chain's margin."""
+    upscaler = Upscaler(tiny_model_dir, device="cpu")
+    lr = np.random.default_rng(5).random((48, 64, 3), dtype=np.float32)
+    area = {"coarse": 0}
+    real = upscaler.sessions["coarse"]
+
+    class Counting:
+        def run(self, names, feeds):  # noqa: ANN001 - the onnxruntime signature
+            area["coarse"] += feeds["lr"].shape[2] * feeds["lr"].shape[3]
+            return real.run(names, feeds)
+
+    upscaler.sessions["coarse"] = Counting()
+    upscaler.upscale_array(lr, seed=0, temperature=0.5, tile=12)
+    tiles = upscaler.plan(48, 64, 12)
+    one_pass = sum(
+        t.context.height * t.context.width
+        for t in plan_tiles(48, 64, 12, upscaler.manifest.context_margin, 2)
+    )
+    assert len(tiles) > 4
+    assert area["coarse"] < 0.6 * one_pass
