@@ -3,10 +3,13 @@
 Format 2 names the ``architecture`` that built the graphs (a key of ``larsr_cli.arch``), maps
 each of its graph roles to a file with its sha256 and size, and carries that architecture's typed
 ``spec``; the shared fields (scale, tile multiple, receptive fields) are what tiling needs for
-any family. Format 1 folders (LAR-SR only, fields at the top level) are read into the same
-object, so models made before the change keep loading. The manifest is the only place the
-runtime learns these facts, so a folder from the Hub or a user's disk is checked against it
-before a single graph is loaded.
+any family. An optional ``precisions`` object adds reduced-precision variants of some roles
+(``{"int8": {"coarse": {"file", "sha256", "bytes"}}}``, written by ``export.quantize``); the
+fp32 ``graphs`` stay complete, so a runtime that ignores the field still runs the model, and a
+manifest without it reads as before. Format 1 folders (LAR-SR only, fields at the top level) are
+read into the same object, so models made before the change keep loading. The manifest is the
+only place the runtime learns these facts, so a folder from the Hub or a user's disk is checked
+against it before a single graph is loaded.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from .integrity import verify_folder
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+# fp32 is what ``graphs`` holds; a variant names a reduced precision (``int8`` today). Names are
+# short lowercase words so a newer larsr's variant still parses (and its files still verify) here.
+BASE_PRECISION = "fp32"
+_PRECISION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class Manifest:
     training_data: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: Reduced-precision variants: precision -> role -> file (a subset of the graph roles).
+    precisions: dict[str, dict[str, GraphFile]] = field(default_factory=dict)
 
     @property
     def architecture_class(self) -> type[Architecture]:
@@ -66,8 +75,14 @@ class Manifest:
     @property
     def files(self) -> dict[str, dict[str, Any]]:
         """Every file the model needs, by name: ``{"sha256": ..., "bytes": ...}`` (what the Hub
-        downloads and every verifier checks)."""
-        return {g.file: {"sha256": g.sha256, "bytes": g.bytes} for g in self.graphs.values()}
+        downloads and every verifier checks), precision variants included."""
+        graphs = [*self.graphs.values(), *(g for v in self.precisions.values() for g in v.values())]
+        return {g.file: {"sha256": g.sha256, "bytes": g.bytes} for g in graphs}
+
+    @property
+    def precision_names(self) -> list[str]:
+        """``fp32`` first, then every variant the folder ships (``["fp32", "int8"]``)."""
+        return [BASE_PRECISION, *sorted(self.precisions)]
 
     @property
     def default_temperature(self) -> float:
@@ -89,6 +104,15 @@ class Manifest:
         return -(-total // m) * m
 
     def to_json(self) -> dict[str, Any]:
+        out = self._base_json()
+        if self.precisions:  # absent, not empty, so a model without variants writes what it read
+            out["precisions"] = {
+                name: {role: g.to_json() for role, g in roles.items()}
+                for name, roles in self.precisions.items()
+            }
+        return out
+
+    def _base_json(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "architecture": self.architecture,
@@ -123,6 +147,7 @@ def parse_manifest(data: Any, where: str = "manifest") -> Manifest:
         raise ModelError(f"{where}: manifest lacks {', '.join(missing)}")
     arch = get_architecture(data["architecture"], where)
     graphs = _graphs(data["graphs"], arch, where)
+    precisions = _precisions(data.get("precisions", {}), arch, graphs, where)
     rf = data["receptive_field"]
     if not isinstance(rf, dict) or not all(name in rf for name in arch.stages):
         raise ModelError(f"{where}: manifest receptive_field must name {', '.join(arch.stages)}")
@@ -139,6 +164,7 @@ def parse_manifest(data: Any, where: str = "manifest") -> Manifest:
         training_data=_optional_object(data, "training_data"),
         config=_optional_object(data, "config"),
         metrics=_optional_object(data, "metrics"),
+        precisions=precisions,
     )
 
 
@@ -211,6 +237,49 @@ def _graphs(graphs: Any, arch: type[Architecture], where: str) -> dict[str, Grap
         out[role] = GraphFile(str(name), str(entry["sha256"]), entry.get("bytes"))
     if len({g.file for g in out.values()}) != len(out):
         raise ModelError(f"{where}: manifest graphs must name a different file for each role")
+    return out
+
+
+def _precisions(
+    data: Any, arch: type[Architecture], graphs: dict[str, GraphFile], where: str
+) -> dict[str, dict[str, GraphFile]]:
+    """``precisions``: every variant file passes the checks of ``graphs`` (plain name, real
+    sha256), names a role of the architecture, and no two files of the model share a name (a
+    variant must never be verified as, or overwrite, another graph)."""
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ModelError(f"{where}: manifest precisions must map precision names to objects of graph roles")
+    out: dict[str, dict[str, GraphFile]] = {}
+    seen = {g.file for g in graphs.values()}
+    for name, roles in data.items():
+        if not name or set(name) - _PRECISION_CHARS or name in (BASE_PRECISION, "auto"):
+            raise ModelError(
+                f"{where}: manifest precision {name!r} must be a lowercase name other than "
+                f"{BASE_PRECISION} (the graphs are {BASE_PRECISION}) and auto"
+            )
+        unknown = [role for role in roles if role not in arch.graph_roles]
+        if unknown:
+            raise ModelError(
+                f"{where}: manifest precisions.{name} names unknown roles {', '.join(map(str, unknown))} "
+                f"({arch.id} has {', '.join(arch.graph_roles)})"
+            )
+        variant = {}
+        for role in arch.graph_roles:
+            if role not in roles:
+                continue
+            entry = roles[role]
+            if not isinstance(entry, dict):
+                raise ModelError(f"{where}: manifest precisions.{name}.{role} must be an object")
+            file = entry.get("file")
+            _check_file_entry(file, entry, where)
+            if file in seen:
+                raise ModelError(
+                    f"{where}: manifest precisions.{name}.{role} reuses the file name {file}; "
+                    "every graph needs its own file"
+                )
+            seen.add(str(file))
+            variant[role] = GraphFile(str(file), str(entry["sha256"]), entry.get("bytes"))
+        if variant:
+            out[name] = variant
     return out
 
 
