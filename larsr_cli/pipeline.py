@@ -22,6 +22,7 @@ from .arch.base import TileStepHook
 from .errors import LarsrError
 from .images import bleed_under_alpha, pil_arrays, quantise, resize_float
 from .manifest import Manifest, load_manifest
+from .precision import CpuFlags, graph_files, resolve_precision
 from .sampler import Sampler, Step, StepHook, resolve_sampler
 from .sessions import DeviceChoice, open_session, parse_device
 from .tiling import Tile, plan_tiles
@@ -48,6 +49,10 @@ class Upscaler:
 
     ``temperature`` 0 gives the deterministic (argmax) texture; higher values draw more varied
     texture. The same ``seed`` gives the same picture for any tile size.
+
+    ``precision``: ``fp32``, ``int8`` (the model's int8 graphs, fp32 for roles it has none of) or
+    ``auto`` (int8 on a CPU with int8 dot-product units when the model ships int8 graphs);
+    ``self.precision`` is what was chosen. Seeds and tiles stay exact within one precision.
     """
 
     def __init__(
@@ -58,17 +63,20 @@ class Upscaler:
         threads: int | None = None,
         verify: bool = True,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        precision: str = "auto",
+        cpu_flags: CpuFlags | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.manifest: Manifest = load_manifest(self.folder, verify=verify)
         self.device: DeviceChoice = parse_device(device)
+        self.precision: str = resolve_precision(precision, self.manifest, self.device.label, cpu_flags)
         self.memory_budget = int(memory_budget)
         self.memory_limit = int(0.8 * available_memory())
         self.threads = threads
         arch_class = self.manifest.architecture_class
         self.sessions = {
             role: open_session(self.folder / graph.file, self.device, threads)
-            for role, graph in self.manifest.graphs.items()
+            for role, graph in graph_files(self.manifest, self.precision).items()
         }
         self.arch: Architecture = arch_class(self.manifest.spec, self.manifest.scale, self.sessions)
 
