@@ -31,6 +31,7 @@ from .errors import LarsrError, printable
 from .help import DEFAULTS_MARK, SectionedCommand
 from .images.formats import format_choices, lossy_formats, output_format
 from .jobs import STDIO, NamingOptions, plan_jobs
+from .precision import PRECISIONS
 
 FORMATS = format_choices()
 LOSSY = lossy_formats()
@@ -145,6 +146,14 @@ def _finite_temperature(value: float | None) -> float | None:
     help=f"CPU threads, at most {MAX_THREADS} (default: all cores).",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS, case_sensitive=False),
+    default="auto",
+    show_default=True,
+    help="Graph precision: int8 needs a model that ships int8 graphs; auto = int8 when the model "
+    "has them and the CPU has int8 dot-product units (VNNI/AMX), else fp32.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(FORMATS, case_sensitive=False),
@@ -193,6 +202,7 @@ def upscale(
     tile: str,
     device: str,
     threads: int | None,
+    precision: str,
     fmt: str,
     quality: int | None,
     suffix: str,
@@ -232,7 +242,12 @@ def upscale(
 
     folder = resolve_model(model, progress=show)
     on_ray = ray_address is not None  # then this Upscaler only validates; the workers have theirs
-    upscaler = Upscaler(folder, device="cpu" if on_ray else device, threads=1 if on_ray else threads)
+    upscaler = Upscaler(
+        folder,
+        device="cpu" if on_ray else device,
+        threads=1 if on_ray else threads,
+        precision=precision,  # on Ray too: an int8 request on a model without int8 fails here, once
+    )
     upscaler.check_scale(scale)  # once, not as one failure per image of the batch
     temperature_used = upscaler.default_temperature if temperature is None else temperature
     texture_used = upscaler.resolve_texture(texture)
@@ -249,12 +264,13 @@ def upscale(
         debug=ctx.obj["debug"],
     )
 
-    def finish(summary: Summary, device_label: str) -> None:
+    def finish(summary: Summary, device_label: str, precision_used: str) -> None:
         """The one report and exit code, whether the jobs ran here or on a cluster."""
         _report(
             summary,
             upscaler.manifest.name,
             device_label,
+            precision_used,
             temperature_used,
             texture_used,
             quiet,
@@ -269,7 +285,13 @@ def upscale(
         from .distributed import ClusterOptions, is_uri, progress_bar, run_jobs, worker_model_ref
 
         cluster = ClusterOptions(
-            ray_address, workers, device, threads, debug=ctx.obj["debug"], quiet_ray=True
+            ray_address,
+            workers,
+            device,
+            threads,
+            debug=ctx.obj["debug"],
+            quiet_ray=True,
+            precision=precision.lower(),
         )
         with progress_bar(err, show) as on_progress:
             ray_summary = run_jobs(
@@ -282,7 +304,8 @@ def upscale(
             )
         for note in ray_summary.notes:
             err.print(f"larsr: warning: {printable(note)}", markup=False, highlight=False)
-        finish(ray_summary, ray_summary.device)
+        # Each worker resolves auto on its own device and CPU: the report says what they used.
+        finish(ray_summary, ray_summary.device, ray_summary.precision or upscaler.precision)
         return
     summary = Summary()
     start = time.perf_counter()
@@ -311,13 +334,14 @@ def upscale(
             summary.results.append(result)
             bar.advance(overall)
     summary.seconds = time.perf_counter() - start
-    finish(summary, upscaler.device.label)
+    finish(summary, upscaler.device.label, upscaler.precision)
 
 
 def _report(
     summary: Summary,
     model: str,
     device: str,
+    precision: str,
     temperature: float,
     texture: float,
     quiet: bool,
@@ -329,6 +353,7 @@ def _report(
         report = {
             "model": model,
             "device": device,
+            "precision": precision,
             "done": summary.count("done"),
             "skipped": summary.count("skipped"),
             "failed": summary.count("failed"),

@@ -96,12 +96,43 @@ def _embedded_rows(verify: bool) -> list[dict[str, Any]]:
         try:
             manifest = read_manifest(folder)
         except LarsrError as exc:
-            rows.append({"name": name, **row, "scale": None, "size": None, "status": f"broken: {exc}"})
+            rows.append(
+                {
+                    "name": name,
+                    **row,
+                    "scale": None,
+                    "precisions": [],
+                    "size": None,
+                    "status": f"broken: {exc}",
+                }
+            )
             continue
         checks = verify_folder(folder, manifest, hashes=verify, report=True)
         status, size = folder_status(checks), present_size(checks)
-        rows.append({"name": manifest.name, **row, "scale": manifest.scale, "size": size, "status": status})
+        rows.append(
+            {
+                "name": manifest.name,
+                **row,
+                "scale": manifest.scale,
+                "precisions": manifest.precision_names,
+                "size": size,
+                "status": status,
+            }
+        )
     return rows
+
+
+def _precisions_text(manifest: Manifest) -> str:
+    """``fp32, int8 (coarse, condition, decoder)``: which precisions ``--precision`` can pick, and
+    for a variant that covers only some graphs, which ones (the rest run in fp32)."""
+    parts = []
+    for name in manifest.precision_names:
+        roles = manifest.precisions.get(name)
+        if roles is None or len(roles) == len(manifest.graphs):
+            parts.append(name)
+        else:
+            parts.append(f"{name} ({', '.join(roles)})")
+    return ", ".join(parts)
 
 
 def _hub_row(model: CachedModel) -> dict[str, Any]:
@@ -112,6 +143,7 @@ def _hub_row(model: CachedModel) -> dict[str, Any]:
         "revision": ", ".join(model.refs) or model.commit,
         "commit": model.commit,
         "scale": model.manifest.scale,
+        "precisions": model.manifest.precision_names,
         "size": model.size,
         "status": model.status,
         "path": str(model.path),
@@ -137,7 +169,7 @@ def models(verify: bool, as_json: bool) -> None:
         )
         return
     table = Table(title="larsr models")
-    for column in ("Model (--model)", "Name", "Revision", "Scale", "Size", "Verified"):
+    for column in ("Model (--model)", "Name", "Revision", "Scale", "Precisions", "Size", "Verified"):
         table.add_column(column)
     for row in rows:
         revision = row["revision"]
@@ -147,8 +179,15 @@ def models(verify: bool, as_json: bool) -> None:
             )
         scale = f"x{row['scale']}" if row["scale"] else "?"
         verified = "yes" if row["verified"] else row["status"]
+        precisions = ", ".join(row["precisions"]) or "?"
         table.add_row(
-            row["reference"], row["name"], revision or "-", scale, _human_size(row["size"]), verified
+            row["reference"],
+            row["name"],
+            revision or "-",
+            scale,
+            precisions,
+            _human_size(row["size"]),
+            verified,
         )
     Console().print(table)
 
@@ -172,6 +211,7 @@ def _info_rows(manifest: Manifest) -> list[tuple[str, str]]:
         ("Tile multiple", f"{manifest.tile_multiple} LR px"),
         ("Receptive field", f"{rf} LR px (context margin {manifest.context_margin})"),
         ("Default temperature", f"{manifest.default_temperature:g}"),
+        ("Precisions", _precisions_text(manifest)),
         ("Licence", manifest.licence or "-"),
     ]
     extra = {

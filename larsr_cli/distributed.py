@@ -77,7 +77,8 @@ class ClusterOptions:
     means the connection this process already has, else ``auto``. ``workers``: actor pool size
     (default: as many as the cluster's CPUs, or GPUs with ``--device cuda``, can hold).
     ``threads``: onnxruntime threads per actor and the CPUs each actor reserves (default 1, so
-    Ray's packing and onnxruntime's threads agree).
+    Ray's packing and onnxruntime's threads agree). ``precision``: what each actor asks its
+    ``Upscaler`` for; ``auto`` is resolved on the actor's own device and CPU.
     """
 
     address: str | None = None
@@ -87,6 +88,7 @@ class ClusterOptions:
     task_retries: int = DEFAULT_TASK_RETRIES
     debug: bool = False
     quiet_ray: bool = False  # silence Ray's own log lines and prints (the CLI does)
+    precision: str = "auto"
 
 
 @dataclass
@@ -96,6 +98,8 @@ class ClusterSummary(Summary):
     device: str = "ray"
     workers: int = 0
     notes: list[str] = field(default_factory=list)
+    # What the workers ran ("int8", "fp32", or "fp32, int8" on a mixed cluster); "" when none ran.
+    precision: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,12 +376,15 @@ class UpscaleWorker:
         settings: RenderSettings,
         output_uri: str | None = None,
         naming: dict[str, Any] | None = None,
+        precision: str = "auto",
     ) -> None:
         try:
             from .pipeline import Upscaler
             from .registry import resolve_model
 
-            self.upscaler = Upscaler(resolve_model(model), device=device, threads=threads)
+            self.upscaler = Upscaler(
+                resolve_model(model), device=device, threads=threads, precision=precision
+            )
         except LarsrError as exc:
             raise RuntimeError(_INIT_MARK + str(exc)) from None
         self.settings = settings
@@ -468,6 +475,7 @@ class UpscaleWorker:
             "actor": self.actor,
             "worker": self.worker,
             "restarted": self.restarted,
+            "precision": self.upscaler.precision,
         }
         if with_job:
             job = result.job
@@ -706,6 +714,11 @@ def _stream(
             raise LarsrError(_failure_reason(exc)) from None
 
 
+def _precision_used(rows: list[dict[str, Any]]) -> str:
+    """The precisions the workers that answered actually ran, e.g. ``int8`` or ``fp32, int8``."""
+    return ", ".join(sorted({str(row["precision"]) for row in rows if row.get("precision")}))
+
+
 def _worker_notes(rows: list[dict[str, Any]], pool_size: int) -> list[str]:
     """One line when workers were lost: Ray restarted them (same actor, new process) or the pool
     replaced them (more processes answered than the pool has places)."""
@@ -769,6 +782,7 @@ def run_jobs(
                     # the driver settled the outputs that existed; one that appears now is a retry's
                     "settings": replace(settings, skip_existing=False),
                     "output_uri": output_uri,
+                    "precision": options.precision,
                 }
                 first = time.perf_counter()
 
@@ -798,6 +812,7 @@ def run_jobs(
             )
     summary.results = [results[i] for i in range(len(jobs))]
     summary.notes = _worker_notes(rows, summary.workers)
+    summary.precision = _precision_used(rows)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -841,6 +856,7 @@ def run_dataset(
                 "threads": pool.threads,
                 "settings": settings,
                 "output_uri": uri,
+                "precision": options.precision,
                 "naming": {
                     "output": output,
                     "format": naming.format,
@@ -867,6 +883,7 @@ def run_dataset(
             store.sweep([str(r.job.target) for r in results])
     summary.results = sorted(results, key=lambda r: (str(r.job.display), r.job.seed))
     summary.notes = _worker_notes(rows, summary.workers)
+    summary.precision = _precision_used(rows)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -891,6 +908,7 @@ def upscale_on_ray(
     tile: int | str = "auto",
     device: str = "cpu",
     threads: int | None = None,
+    precision: str = "auto",
     format: str = "same",
     quality: int | None = None,
     suffix: str = "",
@@ -922,7 +940,8 @@ def upscale_on_ray(
         raise LarsrError(f"seed {seed} with {samples} samples runs past the seed range [0, {MAX_SEED - 1}]")
     fmt = "jpg" if format.lower() == "jpeg" else format.lower()
     folder = resolve_model(model)
-    checker = Upscaler(folder, device="cpu", threads=1)  # the driver only validates: no GPU needed
+    # The driver only validates (no GPU needed); an int8 request on a model without int8 fails here.
+    checker = Upscaler(folder, device="cpu", threads=1, precision=precision)
     checker.check_scale(scale)
     settings = RenderSettings(
         temperature=checker.resolve_temperature(temperature),
@@ -935,7 +954,7 @@ def upscale_on_ray(
         overwrite=overwrite,
         skip_existing=skip_existing,
     )
-    options = ClusterOptions(address, workers, device, threads, task_retries)
+    options = ClusterOptions(address, workers, device, threads, task_retries, precision=precision)
     ref = worker_model_ref(model, folder)
     out = os.fspath(output)
     naming = NamingOptions(out, fmt, suffix, seed, samples, recursive)

@@ -10,7 +10,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Output": ("output", "scale", "fmt", "quality", "suffix", "strip_metadata"),
     "Texture": ("temperature", "texture", "seed", "samples", "model"),
     "Batch": ("recursive", "overwrite", "skip_existing", "quiet", "as_json"),
-    "Speed and memory": ("tile", "device", "threads"),
+    "Speed and memory": ("tile", "device", "threads", "precision"),
     "Cluster": ("ray_address", "workers"),
 }
 
