@@ -68,11 +68,10 @@ class StructureRows:
         self.strips = 0  # structure runs so far, and the LR pixels they kept: for tests and benchmarks
         self.own_pixels = 0
 
-    def _compute(self, y0: int, y1: int) -> np.ndarray:
-        """Structure rows ``y0:y1`` (LR) over the full width, exact: each strip tile keeps only
-        its own pixels and reads ``margin`` of context around them."""
+    def _compute(self, y0: int, y1: int, out: np.ndarray) -> None:
+        """Structure rows ``y0:y1`` (LR) over the full width into ``out`` (3, s*(y1-y0), s*W),
+        exact: each strip tile keeps only its own pixels and reads ``margin`` of context."""
         s, m, k = self.scale, self.margin, self.multiple
-        out = np.empty((3, (y1 - y0) * s, self.width * s), dtype=np.float32)
         # Strip tiles as wide as the budget allows for the rows asked for; a band too tall for
         # that is cut into square-ish tiles instead.
         square = max(k, (math.isqrt(self.strip_px) - 2 * m) // k * k)
@@ -88,22 +87,29 @@ class StructureRows:
                 self.own_pixels += (ry1 - ry0) * (x1 - x0)
                 own = xc[:, (ry0 - cy0) * s : (ry1 - cy0) * s, (x0 - cx0) * s : (x1 - cx0) * s]
                 out[:, (ry0 - y0) * s : (ry1 - y0) * s, x0 * s : x1 * s] = own
-        return out
 
     def window(self, y0: int, y1: int) -> np.ndarray:
-        """(3, s*(y1-y0), s*W): the structure image of LR rows ``y0:y1``."""
+        """(3, s*(y1-y0), s*W): the structure image of LR rows ``y0:y1``.
+
+        The new window is allocated once and the kept rows copied in before the old window goes,
+        so at most two windows exist for a moment and only one while strips are computed.
+        """
         if y0 < self.y0:
             raise ValueError("structure rows are asked for top to bottom")
         s = self.scale
+        window = np.empty((3, (y1 - y0) * s, self.width * s), dtype=np.float32)
         keep0, keep1 = max(y0, self.y0), min(y1, self.y1)
-        kept = self.rows[:, (keep0 - self.y0) * s : (keep1 - self.y0) * s] if keep1 > keep0 else None
-        new0 = keep1 if kept is not None else y0
-        parts = [kept] if kept is not None else []
-        if new0 < y1:
-            parts.append(self._compute(new0, y1))
-        self.rows = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        if keep1 > keep0:
+            window[:, (keep0 - y0) * s : (keep1 - y0) * s] = self.rows[
+                :, (keep0 - self.y0) * s : (keep1 - self.y0) * s
+            ]
+        else:
+            keep1 = y0
+        self.rows = window  # the old window is released here, before any strip runs
+        if keep1 < y1:
+            self._compute(keep1, y1, window[:, (keep1 - y0) * s :])
         self.y0, self.y1 = y0, y1
-        return self.rows
+        return window
 
 
 def context_structure(window: np.ndarray, band: Band, context: Box, scale: int) -> np.ndarray:
@@ -114,8 +120,8 @@ def context_structure(window: np.ndarray, band: Band, context: Box, scale: int) 
 
 
 def window_bytes(rows: int, width: int, scale: int) -> int:
-    """Bytes of a structure window of ``rows`` LR rows (float32 RGB at xscale); twice that while a
-    slide concatenates the kept rows with the new ones."""
+    """Bytes of a structure window of ``rows`` LR rows (float32 RGB at xscale); twice that for the
+    moment a slide copies the kept rows into the next window."""
     return 2 * rows * width * scale * scale * 3 * 4
 
 
