@@ -150,8 +150,9 @@ def machine_info() -> dict[str, Any]:
 # Model and photos
 
 
-def open_upscaler(folder: str | Path, threads: int | None = None) -> Any:
-    """The larsr ``Upscaler`` on CPU, with a clear message when the folder is not there yet."""
+def open_upscaler(folder: str | Path, threads: int | None = None, precision: str = "auto") -> Any:
+    """The larsr ``Upscaler`` on CPU, with a clear message when the folder is not there yet;
+    ``precision`` auto is what a user of this machine gets."""
     from larsr_cli.pipeline import Upscaler
 
     path = Path(folder)
@@ -160,7 +161,7 @@ def open_upscaler(folder: str | Path, threads: int | None = None) -> Any:
             f"model folder not found: {path} (train and export one, or for a dry run: "
             "python -m export.to_onnx --config small --out /tmp/bench_model)"
         )
-    return Upscaler(path, device="cpu", threads=threads)
+    return Upscaler(path, device="cpu", threads=threads, precision=precision)
 
 
 def model_info(upscaler: Any) -> dict[str, Any]:
@@ -171,6 +172,8 @@ def model_info(upscaler: Any) -> dict[str, Any]:
         "name": m.name,
         "scale": m.scale,
         "default_temperature": m.default_temperature,
+        "default_texture": m.default_texture,
+        "precision": upscaler.precision,
         "architecture": m.architecture,
         "codebook_size": getattr(m.spec, "codebook_size", None),
         "config": m.config.get("name"),

@@ -160,17 +160,37 @@ def speed_table(data: dict[str, Any]) -> str:
 
 
 def stage_table(data: dict[str, Any]) -> str:
-    """larsr's time split by stage, in s per output Mpx and as a share of the total."""
+    """larsr's time split by stage, in s per output Mpx and as a share of the total, per precision."""
     stages = data["settings"]["stages"]
-    headers = ["input", *stages.values(), "total", "tiles"]
+    labels = data["labels"]
+    headers = ["input", "precision", *stages.values(), "total", "tiles"]
     rows = []
     for row in data["rows"]:
-        larsr = row["methods"]["larsr"]
-        per = larsr["stages_s_per_mpx"]
-        total = sum(per.values()) or 1.0
-        cells = [f"{per[k]:.3g} ({100 * per[k] / total:.0f}%)" for k in stages]
-        rows.append([f"{row['input']}²", *cells, f"{total:.3g}", str(larsr["tiles"])])
+        for key, larsr in row["methods"].items():
+            if "stages_s_per_mpx" not in larsr:
+                continue
+            per = larsr["stages_s_per_mpx"]
+            total = sum(per.values()) or 1.0
+            cells = [f"{per[k]:.3g} ({100 * per[k] / total:.0f}%)" for k in stages]
+            precision = labels.get(key, key).rsplit(" ", 1)[-1]
+            rows.append([f"{row['input']}²", precision, *cells, f"{total:.3g}", str(larsr["tiles"])])
     return md_table(headers, rows)
+
+
+def tiling_line(data: dict[str, Any]) -> str:
+    """The price of tiling: seconds per output Mpx of the tiled input over the untiled one."""
+    t = data.get("tiling") or {}
+    if not t:
+        return ""
+    parts = [
+        f"{data['labels'].get(k, k)}: {v['ratio']:.2f}x in {v['tiles']} tiles"
+        for k, v in t.items()
+        if isinstance(v, dict)
+    ]
+    return (
+        f"Tiling: {t['tiled_input']}² -> {4 * t['tiled_input']}² with --tile auto costs, per output Mpx, "
+        f"{'; '.join(parts)} of the untiled {t['untiled_input']}² rate."
+    )
 
 
 def efficiency_table(data: dict[str, Any]) -> str:
@@ -231,6 +251,8 @@ def speed_markdown(data: dict[str, Any]) -> str:
         stage_table(data),
         "",
     ]
+    if data.get("tiling"):
+        parts += [tiling_line(data), ""]
     if data.get("peak"):
         parts += [
             "Achieved GFLOP/s per stage (fraction of the measured fp32 peak):",

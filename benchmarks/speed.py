@@ -305,11 +305,11 @@ def efficiency(
     return out
 
 
-def summarise(size: int, methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Seconds per output megapixel from the fastest repeat, and ratios to bicubic and to larsr.
-
-    The fastest repeat is the one least disturbed by the rest of a shared machine.
-    """
+def summarise(
+    size: int, methods: dict[str, dict[str, Any]], larsr_keys: tuple[str, ...] = ("larsr",)
+) -> dict[str, Any]:
+    """Seconds per output megapixel from the fastest repeat, and ratios to bicubic and to larsr
+    (fp32). The fastest repeat is the one least disturbed by the rest of a shared machine."""
     mpx = (size * SCALE) ** 2 / 1e6
     best = {k: min(v["seconds"]) for k, v in methods.items()}
     for key, entry in methods.items():
@@ -317,9 +317,31 @@ def summarise(size: int, methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
         entry["s_per_mpx"] = round(best[key] / mpx, 6)
         entry["x_bicubic"] = _ratio(best[key], best.get("bicubic"))
         entry["x_larsr"] = _ratio(best[key], best.get("larsr"))
-    stages = methods["larsr"]["stages_s"]
-    methods["larsr"]["stages_s_per_mpx"] = {k: round(v / mpx, 5) for k, v in stages.items()}
+    for key in larsr_keys:
+        if key in methods:
+            stages = methods[key]["stages_s"]
+            methods[key]["stages_s_per_mpx"] = {k: round(v / mpx, 5) for k, v in stages.items()}
     return {"input": size, "output": size * SCALE, "output_mpx": round(mpx, 4), "methods": methods}
+
+
+def tiling_cost(rows: list[dict[str, Any]], tiled_size: int, larsr_keys: tuple[str, ...]) -> dict[str, Any]:
+    """s / output Mpx of the tiled size over the 256 px (else largest untiled) size, per precision."""
+    by_input = {row["input"]: row for row in rows}
+    if not tiled_size or tiled_size not in by_input:
+        return {}
+    untiled = [size for size in by_input if size != tiled_size]
+    if not untiled:
+        return {}
+    base = 256 if 256 in untiled else max(untiled)
+    out: dict[str, Any] = {"tiled_input": tiled_size, "untiled_input": base}
+    for key in larsr_keys:
+        tiled, plain = by_input[tiled_size]["methods"].get(key), by_input[base]["methods"].get(key)
+        if tiled and plain:
+            out[key] = {
+                "tiles": tiled["tiles"],
+                "ratio": round(tiled["s_per_mpx"] / plain["s_per_mpx"], 3),
+            }
+    return out
 
 
 def parse_sizes(text: str, flag: str) -> list[int]:
@@ -348,7 +370,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, help="override the manifest's default temperature")
     parser.add_argument("--threads", type=int, help="CPU threads for larsr, cv2's pool and DAT (default all)")
     parser.add_argument("--tile", default="auto", help="larsr tile size in LR px (default auto)")
+    parser.add_argument(
+        "--precisions", default="fp32,int8", help="larsr precisions timed (int8 where the model ships it)"
+    )
+    parser.add_argument(
+        "--tiled-size",
+        type=int,
+        default=1024,
+        help="a larger input timed with --tile auto, larsr only (0 = none)",
+    )
     args = parser.parse_args(argv)
+    args.precision_list = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not set(args.precision_list) <= {"fp32", "int8"} or "fp32" not in args.precision_list:
+        raise BenchError("--precisions: fp32 plus optionally int8, e.g. fp32,int8")
     args.size_list = parse_sizes(args.sizes, "--sizes")
     args.rss_list = parse_sizes(args.rss_sizes, "--rss-sizes") if args.rss_sizes.strip() else []
     if min(args.repeats, args.bicubic_repeats, args.peer_repeats) < 1:
@@ -360,38 +394,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     notes: list[str] = []
     peers = select_peers(args.peers)
-    upscaler = open_upscaler(args.model, args.threads)
+    upscaler = open_upscaler(args.model, args.threads, precision="fp32")
+    # Each precision the model ships, as its own method: "larsr" is fp32, the baseline of the
+    # stage and efficiency tables; "larsr_int8" the int8 graphs where the model has them.
+    larsrs = {"larsr": upscaler}
+    if "int8" in args.precision_list:
+        if "int8" in upscaler.manifest.precisions:
+            larsrs["larsr_int8"] = open_upscaler(args.model, args.threads, precision="int8")
+        else:
+            notes.append("the model ships no int8 graphs: fp32 only")
     if args.threads:
         cv2.setNumThreads(args.threads)
     temperature = upscaler.default_temperature if args.temperature is None else float(args.temperature)
     src = source_photo(args.images, notes)
     inputs = {size: make_input(src, size) for size in args.size_list}
     log("larsr warm-up")
-    time_larsr(upscaler, make_input(src, 64), temperature, args.tile, 1)
+    for each in larsrs.values():
+        time_larsr(each, make_input(src, 64), temperature, args.tile, 1)
     per_size: dict[int, dict[str, dict[str, Any]]] = {}
     for size, lr in inputs.items():
         log(f"{size}x{size}: bicubic, larsr")
-        per_size[size] = {
-            "bicubic": time_bicubic(lr, args.bicubic_repeats),
-            "larsr": time_larsr(upscaler, lr, temperature, args.tile, args.repeats),
-        }
+        per_size[size] = {"bicubic": time_bicubic(lr, args.bicubic_repeats)}
+        for key, each in larsrs.items():
+            per_size[size][key] = time_larsr(each, lr, temperature, args.tile, args.repeats)
     for key, by_size in time_peers(peers, inputs, args.threads, args.peer_repeats, notes).items():
         for size, entry in by_size.items():
             per_size[size][key] = entry
-    rows = [summarise(size, methods) for size, methods in per_size.items()]
+    if args.tiled_size:
+        # A large input through --tile auto, larsr only (the peers would take many minutes):
+        # its seconds per output Mpx against the untiled sizes is the price of tiling.
+        size = args.tiled_size
+        log(f"{size}x{size}: larsr tiled")
+        lr = make_input(src, size)
+        per_size[size] = {"bicubic": time_bicubic(lr, args.bicubic_repeats)}
+        for key, each in larsrs.items():
+            per_size[size][key] = time_larsr(each, lr, temperature, "auto", 1)
+    rows = [summarise(size, methods, tuple(larsrs)) for size, methods in per_size.items()]
     log("machine peak (onnxruntime conv/GEMM) and FLOP count")
     peak = measure_peaks(args.threads)
     flops = count_flops(upscaler.folder)
     for row in rows:
         larsr = row["methods"]["larsr"]
         larsr["efficiency"] = efficiency(larsr["stages_s_per_mpx"], flops["graphs"], peak["fp32_peak_gflops"])
+    tiling = tiling_cost(rows, args.tiled_size, tuple(larsrs))
     memory = []
     with tempfile.TemporaryDirectory(prefix="larsr-rss-") as tmp:
         for size in args.rss_list:
             log(f"larsr upscale {size}x{size} -> {size * SCALE}x{size * SCALE}: peak RSS")
             img = make_input(src, size)
             memory.append(peak_rss_run(upscaler.folder.resolve(), img, Path(tmp), args.threads, args.tile))
-    labels = {"bicubic": "bicubic (cv2 INTER_CUBIC)", "larsr": f"larsr T={temperature:g}"}
+    labels = {"bicubic": "bicubic (cv2 INTER_CUBIC)", "larsr": f"larsr T={temperature:g} fp32"}
+    labels["larsr_int8"] = f"larsr T={temperature:g} int8"
     labels.update({p.key: p.label for p in peers})
     result = {
         "kind": "speed",
@@ -403,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeats": {"larsr": args.repeats, "bicubic": args.bicubic_repeats, "peers": args.peer_repeats},
             "temperature": temperature,
             "tile": args.tile,
+            "tiled_size": args.tiled_size,
+            "precisions": {key: each.precision for key, each in larsrs.items()},
             "threads": args.threads or os.cpu_count(),
             "timing": "fastest repeat, steady state (models loaded and warmed up first)",
             "stages": STAGE_LABELS,
@@ -412,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peak": peak,
         "flops": flops,
         "memory": memory,
+        "tiling": tiling,
         "notes": notes,
     }
     write_json(args.out / "speed.json", result)
