@@ -35,3 +35,24 @@ def photos_dir(tmp_path: Path) -> Path:
     from photos import write_photo_folder
 
     return write_photo_folder(tmp_path / "photos")
+
+
+@pytest.fixture(scope="session")
+def int8_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model plus int8 graphs from ``export.quantize``, calibrated on a few random crops.
+
+    The quality floor needs the photo data, so it is skipped here; a copy, because the tiny model
+    is shared by the whole session.
+    """
+    import shutil
+
+    import numpy as np
+
+    from export.quantize import ALL_ROLES, quantize_model
+
+    out = tmp_path_factory.mktemp("models") / "tiny-int8"
+    shutil.copytree(tiny_model_dir, out)
+    rng = np.random.default_rng(0)
+    lrs = [rng.random((16, 16, 3), dtype=np.float32) for _ in range(3)]
+    quantize_model(out, lrs, ALL_ROLES, check=False, log=lambda *_: None)  # every graph int8
+    return out
