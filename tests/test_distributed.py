@@ -315,6 +315,27 @@ def test_a_model_the_workers_cannot_load_stops_the_run_with_one_line(cluster, ti
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_workers_run_the_precision_asked_for(cluster, photos, int8_model_dir, tmp_path):
+    """--precision reaches the actors: int8 bytes equal the local int8 run, not the fp32 one, and
+    the report says what the workers used."""
+    local = {}
+    for precision in ("int8", "fp32"):
+        out = tmp_path / f"local-{precision}"
+        code, _, err = cli("upscale", str(photos), "-o", f"{out}/", "--model", str(int8_model_dir),
+                           *COMMON, "--precision", precision)  # fmt: skip
+        assert code == 0, err
+        local[precision] = tree(out)
+    assert local["int8"] != local["fp32"]
+    out = tmp_path / "out"
+    code, stdout, err = cli(
+        "upscale", str(photos), "-o", f"{out}/", "--model", str(int8_model_dir), *COMMON,
+        "--precision", "int8", "--ray", cluster.address, "--workers", "2", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout)["precision"] == "int8"
+    assert tree(out) == local["int8"]
+
+
 # ---- refusals, no cluster needed ----------------------------------------------------------------
 
 
@@ -368,11 +389,16 @@ def test_an_unreachable_cluster_is_one_line_and_quick(tmp_path, tiny_model_dir):
         (["IN", "-o", "OUT/", "--workers", "2"], "--workers sizes a Ray actor pool; it needs --ray"),
         (["IN", "-o", "-", "--ray", "auto"], "--ray writes files; -o - (stdout) works without --ray"),
         (["-", "-o", "OUT/", "--ray", "auto"], "--ray cannot read standard input"),
+        (
+            ["IN", "-o", "OUT/", "--ray", "auto", "--precision", "int8", "--model", "TINY"],
+            "ships no int8 graphs; use --precision fp32",
+        ),
     ],
 )
-def test_options_that_cannot_work_on_a_cluster_are_refused(tmp_path, args, message):
+def test_options_that_cannot_work_on_a_cluster_are_refused(tmp_path, args, message, tiny_model_dir):
     photo = write_photos(tmp_path / "in") / "icc.png"
-    args = [str(photo) if a == "IN" else str(tmp_path / "out") + "/" if a == "OUT/" else a for a in args]
+    named = {"IN": str(photo), "OUT/": str(tmp_path / "out") + "/", "TINY": str(tiny_model_dir)}
+    args = [named.get(a, a) for a in args]
     code, _, err = cli("upscale", *args)
     assert code == 1
     assert len(error_lines(err)) == 1 and message in err

@@ -284,6 +284,31 @@ def test_first_download_then_cached_with_server_stopped(tmp_path, hub_server):
     assert "fake-a" in shown.stdout and C1 in shown.stdout
 
 
+def test_download_carries_the_int8_graphs_and_models_lists_them(tmp_path, hub_server):
+    """A model's int8 variant is part of its files: fetched, verified, and listed as a precision."""
+    from larsr_cli.manifest import parse_manifest
+
+    files = model_files("q")
+    data = parse_manifest(json.loads(files["manifest.json"])).to_json()
+    int8 = b"int8 coarse graph" * 30
+    data["precisions"] = {
+        "int8": {"coarse": {"file": "coarse.int8.onnx", "sha256": hashlib.sha256(int8).hexdigest()}}
+    }
+    files["manifest.json"], files["coarse.int8.onnx"] = json.dumps(data).encode(), int8
+    hub_server.add("owner/model", FakeRepo(commits={C1: files}, refs={"main": C1}))
+    env = hub_env(tmp_path, hub_server.url)
+
+    proc = larsr(env, "download", "owner/model")
+    assert proc.returncode == 0, proc.stderr
+    assert "5 files verified" in proc.stdout
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    assert (folder / "coarse.int8.onnx").read_bytes() == int8
+    listing, shown = batch(env, cli("models", "--json"), cli("info", str(folder), "--verify"))
+    [row] = [r for r in json.loads(listing.stdout) if r["source"] == "hub"]
+    assert row["precisions"] == ["fp32", "int8"] and row["verified"]
+    assert "fp32, int8 (coarse)" in shown.stdout
+
+
 def test_offline_mode_uses_the_cache_and_never_the_network(tmp_path, hub_server):
     hub_server.add("owner/model", single_commit_repo("a"))
     env = hub_env(tmp_path, hub_server.url)
