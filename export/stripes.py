@@ -40,7 +40,7 @@ def _decode(upscaler: Upscaler, indices: np.ndarray, xc: np.ndarray) -> np.ndarr
 
 
 def diagnose(model: Path, data: Path, checkpoint: Path | None) -> dict:
-    upscaler = Upscaler(model)
+    upscaler = Upscaler(model, precision="fp32")  # the reference graphs
     torch_model = None
     if checkpoint is not None:
         import torch
