@@ -31,9 +31,11 @@ from .twopass import render_two_pass, texture_tile_side, window_bytes
 # (units done, units in total) over the whole image; a unit is one step of one tile.
 ProgressFn = Callable[[int, int], None]
 
-# Bytes of working memory for one tile with its context (outputs not included): an 8192x8192
-# output then stays under 2 GB peak RSS with its 200 MB uint8 buffer.
-DEFAULT_MEMORY_BUDGET = 1_200_000_000
+# Bytes of working memory for one tile with its context (outputs not included). With 1.2 GB a
+# 4096x4096 output peaked at 1680 MiB RSS under two-pass tiling (onnxruntime's allocations go
+# beyond the per-pixel estimates), with 0.95 GB at 1470 MiB; 0.85 GB keeps it under 1.5 GB
+# (10^9 bytes) with some room (benchmarks/results/speed.md).
+DEFAULT_MEMORY_BUDGET = 850_000_000
 
 
 def available_memory() -> int:
