@@ -126,7 +126,9 @@ def quality_settings(data: dict[str, Any]) -> str:
 
 
 def quality_markdown(data: dict[str, Any], with_details: bool = True) -> str:
-    parts = ["## Quality (x4, validation photos)", "", quality_table(data), ""]
+    detail = str(data["settings"].get("split", "")).startswith("detail")
+    title = "detail-rich crops, the set that gates the texture bars" if detail else "validation photos"
+    parts = [f"## Quality (x4, {title})", "", quality_table(data), ""]
     if with_details:
         parts += [quality_settings(data), ""]
         parts += ["PSNR-Y / LPIPS per photo:", "", quality_per_image(data), ""]
@@ -355,7 +357,8 @@ def _load(path: Path) -> dict[str, Any] | None:
 def build_results(results: Path, out: Path, report_command: str = "python -m benchmarks.report") -> str:
     """The whole RESULTS.md text; sections whose JSON is missing say how to produce it."""
     quality, speed = _load(results / "quality.json"), _load(results / "speed.json")
-    runs = {k: v for k, v in (("quality", quality), ("speed", speed)) if v}
+    detail = _load(results / "quality-detail.json")
+    runs = {k: v for k, v in (("quality (detail)", detail), ("quality", quality), ("speed", speed)) if v}
     machine = next(iter(runs.values()))["machine"] if runs else machine_info()
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
@@ -372,6 +375,7 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
         if quality
         else "python -m benchmarks.quality --model models/larsr-x4 "
         "--images data/photos --out benchmarks/results",
+        *([detail["command"]] if detail else []),
         speed["command"] if speed else "python -m benchmarks.speed --model models/larsr-x4",
         report_command,
         "```",
@@ -387,6 +391,16 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
     model = (quality or speed or {}).get("model")
     if model:
         parts += ["## Model", "", model_markdown(model), ""]
+    if detail:
+        # The detail-rich crops gate the texture bars, so they come first, with crops.png.
+        parts += [quality_markdown(detail).rstrip(), ""]
+        parts += [
+            f"Crops (rows: {', '.join(_short(n) for n in detail['settings']['crops_rows'])}; "
+            "nearest-neighbour zoom):",
+            "",
+            f"![side-by-side crops of the detail set]({_rel(results, out)}/crops.png)",
+            "",
+        ]
     if quality:
         parts += [quality_markdown(quality).rstrip(), ""]
         photos = ", ".join(f"`{i['name']}`" for i in quality["settings"]["images"])
@@ -396,7 +410,7 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
             f"Crops (rows: {', '.join(_short(n) for n in quality['settings']['crops_rows'])}; centre of "
             "each photo, nearest-neighbour zoom):",
             "",
-            f"![side-by-side crops]({_rel(results, out)}/crops.png)",
+            f"![side-by-side crops of the validation photos]({_rel(results, out)}/crops-val.png)",
             "",
         ]
     else:
