@@ -99,7 +99,11 @@ class Manifest:
         The stages are chained, so their radii add up; the sum is rounded up to the tile multiple
         so that code patches stay on the global grid.
         """
-        total = sum(int(self.receptive_field[name]) for name in self.architecture_class.stages)
+        return self.margin_of(self.architecture_class.stages)
+
+    def margin_of(self, stages: tuple[str, ...]) -> int:
+        """The same for a chain of some of the stages (two-pass tiling runs them separately)."""
+        total = sum(int(self.receptive_field[name]) for name in stages)
         m = self.tile_multiple
         return -(-total // m) * m
 

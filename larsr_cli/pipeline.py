@@ -24,8 +24,8 @@ from .images import bleed_under_alpha, pil_arrays, quantise, resize_float
 from .manifest import Manifest, load_manifest
 from .precision import CpuFlags, graph_files, resolve_precision
 from .sampler import Sampler, Step, StepHook, resolve_sampler
-from .sessions import DeviceChoice, open_session, parse_device
-from .tiling import Tile, plan_tiles
+from .sessions import DeviceChoice, open_session, parse_device, resolve_threads
+from .tiling import Tile, lr_window, plan_tiles
 from .twopass import render_two_pass, texture_tile_side, window_bytes
 
 # (units done, units in total) over the whole image; a unit is one step of one tile.
@@ -120,7 +120,7 @@ class Upscaler:
     def resolve_sampler(self, temperature: float | None, seed: int) -> Sampler:
         """The sampler ``upscale_array`` uses for (temperature, seed), drawing on this
         Upscaler's threads (benchmarks wrap it to time the draws)."""
-        workers = self.threads or os.cpu_count() or 1
+        workers = resolve_threads(self.threads)
         return resolve_sampler(self.resolve_temperature(temperature), seed, workers)
 
     def resolve_texture(self, texture: float | None) -> float:
@@ -135,13 +135,6 @@ class Upscaler:
     def bytes_per_lr_pixel(self) -> int:
         return self.arch.bytes_per_lr_pixel()
 
-    def margin_of(self, stages: tuple[str, ...]) -> int:
-        """Context (LR px a side) that makes ``stages`` exact in a tile: their receptive fields
-        add up, rounded up to the tile multiple so that code patches stay on the global grid."""
-        total = sum(int(self.manifest.receptive_field[name]) for name in stages)
-        m = self.manifest.tile_multiple
-        return -(-total // m) * m
-
     def tiling_mode(self, texture: float) -> str:
         """``two-pass`` (structure strips, then texture tiles on them), ``structure`` (texture 0:
         the structure stages alone) or ``one-pass`` (a family that cannot be split)."""
@@ -155,9 +148,9 @@ class Upscaler:
         arch = self.arch
         mode = self.tiling_mode(texture)
         if mode == "two-pass":
-            return self.margin_of(tuple(s for s in arch.stages if s not in arch.structure_stages))
+            return self.manifest.margin_of(tuple(s for s in arch.stages if s not in arch.structure_stages))
         if mode == "structure":
-            return self.margin_of(arch.structure_stages)
+            return self.manifest.margin_of(arch.structure_stages)
         return self.manifest.context_margin
 
     def auto_tile(self, height: int, width: int, texture: float = 1.0) -> int:
@@ -232,17 +225,16 @@ class Upscaler:
                 lr,
                 tiles,
                 scale=s,
-                structure_margin=self.margin_of(arch.structure_stages),
+                structure_margin=self.manifest.margin_of(arch.structure_stages),
                 multiple=self.manifest.tile_multiple,
                 strip_px=self.strip_pixels(tiles, lr.shape[1]),
             )
-            for _, tile, sr in rendered:
+            for tile, sr in rendered:
                 yield tile, own_pixels(tile, sr)
             return
         for index, tile in enumerate(tiles):
-            ctx = tile.context
-            patch = np.ascontiguousarray(lr[ctx.y0 : ctx.y1, ctx.x0 : ctx.x1].transpose(2, 0, 1)[None])
-            sr = self.arch.render_tile(patch, ctx, sampler, texture, self._hook(on_step, index, count))
+            hook = self._hook(on_step, index, count)
+            sr = self.arch.render_tile(lr_window(lr, tile.context), tile.context, sampler, texture, hook)
             yield tile, own_pixels(tile, sr)
 
     # -- whole image ------------------------------------------------------------------------------

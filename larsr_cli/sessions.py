@@ -53,10 +53,15 @@ def parse_device(device: str) -> DeviceChoice:
     raise LarsrError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
 
 
+def resolve_threads(threads: int | None) -> int:
+    """``--threads``: None means every core; onnxruntime and the sampler's draws both use it."""
+    return int(threads) if threads else (os.cpu_count() or 1)
+
+
 def session_options(threads: int | None) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = int(threads) if threads else (os.cpu_count() or 1)
+    opts.intra_op_num_threads = resolve_threads(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.enable_cpu_mem_arena = False

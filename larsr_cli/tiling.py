@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Box:
@@ -35,6 +37,11 @@ class Box:
 class Tile:
     own: Box  # the LR pixels this tile writes
     context: Box  # the LR pixels it reads (own + margin, clipped to the image)
+
+
+def lr_window(lr: np.ndarray, box: Box) -> np.ndarray:
+    """The (1, 3, h, w) graph input for the LR pixels of ``box`` of an HxWx3 image."""
+    return np.ascontiguousarray(lr[box.y0 : box.y1, box.x0 : box.x1].transpose(2, 0, 1)[None])
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tiling import Box, Tile
+from .tiling import Box, Tile, lr_window
 
 # (1, 3, h, w) LR -> (1, 3, s*h, s*w) structure image of that window.
 StructureFn = Callable[[np.ndarray], np.ndarray]
@@ -35,14 +35,18 @@ class Band:
     y0: int  # LR rows of the tiles' contexts
     y1: int
     tiles: tuple[Tile, ...]
+    indices: tuple[int, ...]  # each tile's place in the plan (progress reports count by it)
 
 
 def bands_of(tiles: list[Tile]) -> list[Band]:
     """Group tiles by their context rows, top to bottom (``plan_tiles`` makes them row-major)."""
-    groups: dict[tuple[int, int], list[Tile]] = {}
-    for tile in tiles:
-        groups.setdefault((tile.context.y0, tile.context.y1), []).append(tile)
-    return [Band(y0, y1, tuple(group)) for (y0, y1), group in sorted(groups.items())]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, tile in enumerate(tiles):
+        groups.setdefault((tile.context.y0, tile.context.y1), []).append(index)
+    return [
+        Band(y0, y1, tuple(tiles[i] for i in group), tuple(group))
+        for (y0, y1), group in sorted(groups.items())
+    ]
 
 
 def _spans(start: int, stop: int, size: int) -> list[tuple[int, int]]:
@@ -81,8 +85,7 @@ class StructureRows:
             cy0, cy1 = max(0, ry0 - m), min(self.height, ry1 + m)
             for x0, x1 in _spans(0, self.width, cols):
                 cx0, cx1 = max(0, x0 - m), min(self.width, x1 + m)
-                patch = np.ascontiguousarray(self.lr[cy0:cy1, cx0:cx1].transpose(2, 0, 1)[None])
-                xc = self.structure(patch)[0]
+                xc = self.structure(lr_window(self.lr, Box(cy0, cy1, cx0, cx1)))[0]
                 self.strips += 1
                 self.own_pixels += (ry1 - ry0) * (x1 - x0)
                 own = xc[:, (ry0 - cy0) * s : (ry1 - cy0) * s, (x0 - cx0) * s : (x1 - cx0) * s]
@@ -146,17 +149,15 @@ def render_two_pass(
     structure_margin: int,
     multiple: int,
     strip_px: int,
-) -> Iterator[tuple[int, Tile, np.ndarray]]:
-    """(index in ``tiles``, tile, its HR result over its context) for every tile, band by band.
+) -> Iterator[tuple[Tile, np.ndarray]]:
+    """(tile, its HR result over its context) for every tile, band by band.
 
     ``lr`` is the padded HxWx3 image; ``render_on_structure(xc, tile, index)`` runs the texture
     stages on the tile's exact structure image.
     """
-    order = {id(t): i for i, t in enumerate(tiles)}
     rows = StructureRows(structure, lr, scale, structure_margin, multiple, strip_px)
     for band in bands_of(tiles):
         window = rows.window(band.y0, band.y1)
-        for tile in band.tiles:
-            index = order[id(tile)]
+        for index, tile in zip(band.indices, band.tiles, strict=True):
             xc = context_structure(window, band, tile.context, scale)
-            yield index, tile, render_on_structure(xc, tile, index)
+            yield tile, render_on_structure(xc, tile, index)
