@@ -119,6 +119,55 @@ def test_back_projected_texture_all_but_vanishes_in_the_lr_image():
     assert np.sqrt((projected**2).mean()) > 0.9 * np.sqrt((r**2).mean())
 
 
+@pytest.mark.parametrize("h,w", [(9, 14), (16, 16)])
+def test_coarse_skip_is_pytorch_bicubic_up_to_the_image_edge(h, w):
+    """The coarse net learns a residual over this skip: a fixed-conv stand-in for onnxruntime's
+    slow cubic Resize must be the same bicubic, clamped edges included, or every trained weight
+    would sit on a different base image."""
+    from torch.nn import functional as F
+
+    from export.networks.resample import BicubicUpsample
+
+    x = torch.rand(2, 3, h, w)
+    ref = F.interpolate(x, scale_factor=4.0, mode="bicubic", align_corners=False)
+    assert float((BicubicUpsample(4)(x) - ref).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_strided_stem_equals_unshuffle_then_conv(factor):
+    from export.networks.blocks import conv3x3, conv_of_unshuffled, space_to_depth
+
+    conv = conv3x3(3 * factor * factor, 8)
+    x = torch.rand(1, 3, 8 * factor, 6 * factor)
+    with torch.no_grad():
+        diff = conv(space_to_depth(x, factor)) - conv_of_unshuffled(x, conv, factor)
+    assert float(diff.abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_condition_positions_follow_the_patch_raster_of_the_index_grid(stride):
+    """cond[n, py, px, t] must belong to index cell (py*k + t//k, px*k + t%k): the LAR step reads
+    position t from it. Reference: the plain chain (1x1 conv, pixel_shuffle to the index grid,
+    unfold k x k patches) that the channel-last rewrite replaces."""
+    from torch.nn import functional as F
+
+    from export.configs import get_config
+    from export.networks.lar import ConditionEncoder
+
+    cfg = get_config("tiny").with_overrides(cond_stride=stride)
+    enc = ConditionEncoder(cfg).eval()
+    k, lift = cfg.patch_size, stride // 2
+    feat = torch.rand(1, cfg.cond_features, 4 * k // stride * 2, 4 * k // stride * 3)
+    with torch.no_grad():
+        cond = enc._per_position(feat)
+        grid = F.pixel_shuffle(enc.to_positions(feat), lift) if lift > 1 else enc.to_positions(feat)
+    _, hp, wp, positions, c = cond.shape
+    assert positions == k * k and grid.shape[2:] == (hp * k, wp * k)
+    for py, px, t in [(0, 0, 0), (1, 2, 5), (hp - 1, wp - 1, k * k - 1), (0, 1, k + 1)]:
+        cell = grid[0, :, py * k + t // k, px * k + t % k]
+        assert float((cond[0, py, px, t] - cell).abs().max()) < 1e-5
+
+
 def test_base_shaped_tiles_equal_the_whole_image(base_shaped):
     from larsr_cli.pipeline import Upscaler
 

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..configs import LarsrConfig
+from .resample import BicubicUpsample
 
 
 class ResidualDenseBlock(nn.Module):
@@ -59,6 +60,7 @@ class CoarseSR(nn.Module):
         self.conv_hr = nn.Conv2d(up, up, 3, padding=1)
         self.conv_last = nn.Conv2d(up, 3, 3, padding=1)
         self.act = nn.LeakyReLU(0.2)
+        self.skip = BicubicUpsample(cfg.scale)  # a fixed conv: onnxruntime's cubic Resize was slow
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         feat = self.conv_first(lr)
@@ -66,5 +68,4 @@ class CoarseSR(nn.Module):
         feat = self.act(self.conv_up1(F.interpolate(feat, scale_factor=2.0, mode="nearest")))
         feat = self.act(self.conv_up2(F.interpolate(feat, scale_factor=2.0, mode="nearest")))
         out = self.conv_last(self.act(self.conv_hr(feat)))
-        skip = F.interpolate(lr, scale_factor=float(self.scale), mode="bicubic", align_corners=False)
-        return skip + out
+        return self.skip(lr) + out

@@ -23,15 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def _keys(x: np.ndarray, a: float = -0.5) -> np.ndarray:
-    """The Keys cubic kernel PIL's BICUBIC uses."""
-    x = np.abs(x)
-    return np.where(
-        x < 1,
-        (a + 2) * x**3 - (a + 3) * x**2 + 1,
-        np.where(x < 2, a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a, 0.0),
-    )
+from .resample import PIL_CUBIC_A, BicubicUpsample, keys_kernel
 
 
 def down_taps(scale: int) -> np.ndarray:
@@ -42,20 +34,8 @@ def down_taps(scale: int) -> np.ndarray:
     """
     offsets = np.arange(4 * scale) - (3 * scale) // 2  # relative to scale*i
     centre = (scale - 1) / 2
-    w = _keys((offsets - centre) / scale)
+    w = keys_kernel((offsets - centre) / scale, PIL_CUBIC_A)
     return (w / w.sum()).astype(np.float64)
-
-
-def up_taps(scale: int) -> np.ndarray:
-    """(scale, 5) weights of bicubic x``scale`` upsampling: phase p of output pixel ``scale*i + p``
-    reads LR pixels ``i-2 .. i+2``."""
-    taps = np.zeros((scale, 5))
-    for p in range(scale):
-        centre = (p + 0.5) / scale - 0.5  # in LR pixels, relative to i
-        offsets = np.arange(-2, 3)
-        w = _keys(offsets - centre)
-        taps[p] = w / w.sum()
-    return taps
 
 
 class LRProjection(nn.Module):
@@ -66,23 +46,21 @@ class LRProjection(nn.Module):
         if scale < 2 or scale % 2:
             raise ValueError("LR projection needs an even scale")
         self.scale, self.iterations, self.channels = scale, int(iterations), channels
-        d = down_taps(scale)
-        down = np.outer(d, d)[None, None].repeat(channels, axis=0)  # (C, 1, 4s, 4s)
-        u = up_taps(scale)  # (s, 5)
-        # Output channel c*s*s + py*s + px: phase (py, px) of channel c, as pixel_shuffle expects.
-        up = np.einsum("pi,qj->pqij", u, u).reshape(scale * scale, 1, 5, 5)
-        up = np.tile(up, (channels, 1, 1, 1))
-        self.register_buffer("down", torch.tensor(down, dtype=torch.float32), persistent=False)
-        self.register_buffer("up", torch.tensor(up, dtype=torch.float32), persistent=False)
+        # The 16x16 antialiasing kernel is separable: a column pass then a row pass cost 2*16
+        # taps per LR pixel instead of 256 (the 2-D depthwise conv was 15% of the decoder graph).
+        d = torch.tensor(down_taps(scale), dtype=torch.float32)
+        self.register_buffer("down_rows", d.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), persistent=False)
+        self.register_buffer("down_cols", d.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), persistent=False)
+        self.up = BicubicUpsample(scale, channels, PIL_CUBIC_A, edge="zeros")
 
     def lr_part(self, r: torch.Tensor) -> torch.Tensor:
         """What of ``r`` the x``scale`` bicubic downscale keeps (LR grid)."""
-        s = self.scale
-        return F.conv2d(r, self.down.to(r.dtype), stride=s, padding=(3 * s) // 2, groups=self.channels)
+        s, pad, c = self.scale, (3 * self.scale) // 2, self.channels
+        r = F.conv2d(r, self.down_rows.to(r.dtype), stride=(s, 1), padding=(pad, 0), groups=c)
+        return F.conv2d(r, self.down_cols.to(r.dtype), stride=(1, s), padding=(0, pad), groups=c)
 
     def upsample(self, lr: torch.Tensor) -> torch.Tensor:
-        phases = F.conv2d(lr, self.up.to(lr.dtype), padding=2, groups=self.channels)
-        return F.pixel_shuffle(phases, self.scale)
+        return self.up(lr)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         for _ in range(self.iterations):

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..configs import LarsrConfig
-from .blocks import ResBlock, conv3x3, depth_to_space, space_to_depth
+from .blocks import ResBlock, conv3x3, conv_of_unshuffled, depth_to_space, space_to_depth
 from .consistency import LRProjection
 
 
@@ -154,7 +154,13 @@ class TextureVQVAE(nn.Module):
         return idx.view(n, h, w)
 
     def decode_quantized(self, quant: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
-        cond = self.coarse_encoder(self.with_phase(space_to_depth(xc, 2)))
+        if self.phase:
+            cond = self.coarse_encoder(self.with_phase(space_to_depth(xc, 2)))
+        else:  # the same first convolution without the unshuffle's transpose
+            first, *rest = self.coarse_encoder
+            cond = conv_of_unshuffled(xc, first, 2)
+            for block in rest:
+                cond = block(cond)
         residual = depth_to_space(self.decoder(torch.cat([cond, quant], dim=1)), 2)
         if self.project is not None:
             residual = self.project(residual)
