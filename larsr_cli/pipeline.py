@@ -80,7 +80,9 @@ class Upscaler:
             role: open_session(self.folder / graph.file, self.device, threads)
             for role, graph in graph_files(self.manifest, self.precision).items()
         }
-        self.arch: Architecture = arch_class(self.manifest.spec, self.manifest.scale, self.sessions)
+        self.arch: Architecture = arch_class(
+            self.manifest.spec, self.manifest.scale, self.sessions, workers=resolve_threads(threads)
+        )
 
     @classmethod
     def from_pretrained(cls, model: str = "larsr-x4", **kwargs: object) -> Upscaler:

@@ -284,6 +284,22 @@ def test_sample_codes_edges() -> None:
         sample_codes(logits, 1.0, None)
 
 
+def test_two_level_draw_is_the_plain_inverse_cdf() -> None:
+    """The block-then-code search must pick the code a full running sum picks (float64
+    reference): the speed-up may not change what a seed draws, except at a rounding tie."""
+    rng = np.random.default_rng(11)
+    rows, k = 5000, 256
+    logits = (3 * rng.standard_normal((rows, k))).astype(np.float32)
+    u = rng.random(rows)
+    for temperature in (0.6, 1.0):
+        z = logits.astype(np.float64) / temperature
+        cdf = np.cumsum(np.exp(z - z.max(axis=1, keepdims=True)), axis=1)
+        reference = np.minimum((cdf <= (u * cdf[:, -1])[:, None]).sum(axis=1), k - 1)
+        codes = sample_codes(logits, temperature, u)
+        assert np.mean(codes == reference) > 0.999
+        assert len(np.unique(codes)) > 200
+
+
 def test_threaded_draws_are_the_single_threaded_codes() -> None:
     """Splitting rows across threads is a speed-up only: a seed must give the same picture
     whatever --threads is (including a last block shorter than the others)."""

@@ -50,11 +50,13 @@ class Architecture(ABC):
     #: one-pass tiles (``larsr_cli.twopass`` explains the gain).
     structure_stages: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any]) -> None:
+    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any], workers: int = 1) -> None:
         self.spec = spec
         self.scale = scale
         # The caller's dict, read on every call: a profiler may swap an entry for a timing proxy.
         self.sessions = sessions
+        #: Threads for the numpy work between graph runs (``larsr_cli.parallel``).
+        self.workers = max(1, int(workers))
 
     @classmethod
     @abstractmethod

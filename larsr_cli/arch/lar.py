@@ -16,9 +16,13 @@ import numpy as np
 
 from ..errors import ModelError
 from ..fields import read_int, read_number
+from ..parallel import for_row_blocks
 from ..sampler import Sampler
 from ..tiling import Box
 from .base import Architecture, ArchSpec, TileStepHook
+
+# Patches per job of a threaded cache write (2 layers x 2 x 4096 x 48 floats: 3 MB).
+CACHE_ROWS_PER_JOB = 4096
 
 
 @dataclass(frozen=True)
@@ -86,13 +90,25 @@ class LarSR(Architecture):
             past[f"past_v_{layer}"] = np.zeros((patches, s.heads, t, d), dtype=np.float32)
         return past
 
+    def _write_cache(self, past: dict[str, np.ndarray], new_kv: np.ndarray, t: int) -> None:
+        """Store position ``t``'s keys (P, h, d, T) and values (P, h, T, d) in place. Keys land as
+        every 16th float, one cache line each, so the write is split over patches and threads
+        (single-threaded it was 8% of a 256 px run)."""
+
+        def job(rows: slice) -> None:
+            for layer in range(self.spec.layers):
+                past[f"past_k_{layer}"][rows, ..., t] = new_kv[layer, 0, rows]
+                past[f"past_v_{layer}"][rows, :, t, :] = new_kv[layer, 1, rows]
+
+        for_row_blocks(job, new_kv.shape[2], CACHE_ROWS_PER_JOB, self.workers)
+
     def draw_codes(
         self, xc: np.ndarray, index_box: Box, sampler: Sampler, on_step: TileStepHook | None = None
     ) -> np.ndarray:
         """Run the k*k cached LAR steps for all patches of a tile; returns the index map (1, h2, w2)."""
         cond, start = self.sessions["condition"].run(None, {"xc": xc})
         _, hp, wp = cond.shape[:3]
-        k, positions, layers = self.spec.patch_size, self.spec.positions, self.spec.layers
+        k, positions = self.spec.patch_size, self.spec.positions
         past = self._empty_cache(hp * wp)
         feeds = {"cond": cond, "start": start, **past}
         indices = np.zeros((1, hp * k, wp * k), dtype=np.int64)
@@ -102,9 +118,7 @@ class LarSR(Architecture):
         for t in range(positions):
             feeds["prev_code"], feeds["t"] = prev, np.array([t], dtype=np.int64)
             logits, new_kv = step.run(None, feeds)
-            for layer in range(layers):  # keys are (P, h, d, T), values (P, h, T, d)
-                past[f"past_k_{layer}"][..., t] = new_kv[layer, 0]
-                past[f"past_v_{layer}"][..., t, :] = new_kv[layer, 1]
+            self._write_cache(past, new_kv, t)
             dy, dx = divmod(t, k)
             prev = draw(logits, t).reshape(1, hp, wp)
             indices[0, dy::k, dx::k] = prev[0]
