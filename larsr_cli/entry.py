@@ -32,12 +32,35 @@ def install_signal_handlers() -> None:
             signal.signal(sig, _raise_terminated)
 
 
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM) that caused ``exc``: onnxruntime turns one that lands while its
+    native module loads into ``ImportError("initialization failed")``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def main() -> None:
     install_signal_handlers()
     try:
         from .cli import main as cli_main
-    except KeyboardInterrupt as exc:
-        code = 128 + exc.signum if isinstance(exc, Terminated) else 130
+    except (KeyboardInterrupt, ImportError) as exc:
+        interrupt = _interrupt_behind(exc)
+        if interrupt is None:
+            raise
+        code = 128 + interrupt.signum if isinstance(interrupt, Terminated) else 130
         sys.stderr.write("larsr: interrupted while starting; nothing was written\n")
         raise SystemExit(code) from None
-    cli_main()
+    try:
+        cli_main()
+    finally:
+        # The run is over (outputs written or cleaned up, summary printed): a Ctrl-C during the
+        # interpreter's teardown would only turn the exit status into a crash (-2, or 1 from an
+        # atexit hook) for work that already finished.
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                signal.signal(sig, signal.SIG_IGN)
