@@ -270,6 +270,7 @@ def _working_dir(path: Path) -> Iterator[None]:
 def quantize_graph(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """fp32 graph -> static QDQ int8 graph at ``dst`` (written atomically); returns what was
     quantised and which nodes stayed fp32 (with their SNR alone)."""
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not feeds:
@@ -284,8 +285,11 @@ def quantize_graph(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> 
         snrs = node_snrs(pre, feeds, cache)
         noisy = noisy_nodes(snrs)
         _quantize(pre, out, feeds, cache, nodes_to_exclude=list(noisy))
+        quantised = onnx.load(str(out))
+        # The source's metadata (the step graph's cache-layout mark) does not survive quantize_static.
+        onnx.helper.set_model_props(quantised, {p.key: p.value for p in onnx.load(str(src)).metadata_props})
         with atomic_write(dst, overwrite=True) as fh:
-            fh.write(out.read_bytes())
+            fh.write(quantised.SerializeToString())
     median = float(np.median(list(snrs.values()))) if snrs else None
     return {"quantised_nodes": len(snrs) - len(noisy), "kept_fp32": noisy, "median_node_snr_db": median}
 

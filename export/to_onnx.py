@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from larsr_cli.arch import LarSpec, LarSR
+from larsr_cli.arch.lar import CACHE_LAYOUT, CACHE_LAYOUT_KEY
 from larsr_cli.integrity import sha256_of
 from larsr_cli.manifest import FORMAT_VERSION, GraphFile, Manifest, write_manifest
 
@@ -132,7 +133,7 @@ GRAPH_SPECS: dict[str, dict[str, Any]] = {
             "prev_code": {1: "hp", 2: "wp"},
             "cond": {1: "hp", 2: "wp"},
             "start": {1: "hp", 2: "wp"},
-            "logits": {0: "patches"},
+            "logits": {1: "hp", 2: "wp"},
             "new_kv": {2: "patches"},
         },
     },
@@ -176,7 +177,11 @@ def export_graph(model: LarsrModel, name: str, path: Path) -> Path:
             dynamo=False,
             do_constant_folding=True,
         )
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    graph = onnx.load(str(path))
+    if name == "lar_step":  # the runtime refuses a step graph whose cache layout it does not know
+        onnx.helper.set_model_props(graph, {CACHE_LAYOUT_KEY: CACHE_LAYOUT})
+        onnx.save(graph, str(path))
+    onnx.checker.check_model(graph, full_check=True)
     return path
 
 

@@ -201,6 +201,7 @@ def test_lar_step_and_full_match_torch(sessions, tiny_torch_model, h, w):
             logits, kv = m.lar.step(prev, tt, cond, start, past)
             feeds = {"prev_code": prev.numpy(), "t": tt.numpy(), "cond": cond.numpy(), "start": start.numpy()}
             logits_onnx, kv_onnx = sessions["lar_step"].run(None, {**feeds, **past_feeds})
+            assert logits_onnx.shape == (1, hp, wp, m.cfg.codebook_size)
             assert _max_diff(logits_onnx, logits) < TOL and _max_diff(kv_onnx, kv) < TOL
     (full_onnx,) = sessions["lar_full"].run(None, {"xc": xc.numpy(), "indices": idx.numpy()})
     assert _max_diff(full_onnx, full) < TOL
@@ -271,6 +272,27 @@ def test_tampered_graph_is_refused(tiny_model_dir, tmp_path):
         fh.write(b"\0")
     with pytest.raises(ModelError, match="coarse.onnx"):
         load_manifest(bad)
+
+
+def test_step_graph_without_its_cache_layout_mark_is_refused(tiny_model_dir, tmp_path):
+    """A step graph from an earlier export reads its keys transposed, with the same input shapes
+    whenever d == T: only the mark tells them apart, so an unmarked one is one clear error."""
+    import onnx
+
+    from larsr_cli.pipeline import Upscaler
+
+    folder = tmp_path / "old-export"
+    shutil.copytree(tiny_model_dir, folder)
+    step = onnx.load(str(folder / "lar_step.onnx"))
+    assert {p.key: p.value for p in step.metadata_props}.get("larsr.cache_layout") == "P,heads,T,d"
+    del step.metadata_props[:]
+    onnx.save(step, str(folder / "lar_step.onnx"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["graphs"]["lar_step"]["sha256"] = sha256_of(folder / "lar_step.onnx")
+    manifest["graphs"]["lar_step"]["bytes"] = (folder / "lar_step.onnx").stat().st_size
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="cache-layout mark.*re-export"):
+        Upscaler(folder, device="cpu")
 
 
 def test_config_round_trips_through_manifest(tiny_model_dir, tiny_torch_model):

@@ -136,11 +136,13 @@ class LARAttnLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One position for every patch.
 
-        ``x`` is ``(N, Hp, Wp, C)`` at position ``t``. ``past_k`` is ``(P, heads, d, T)`` and
-        ``past_v`` ``(P, heads, T, d)`` with ``P = N*Hp*Wp``: laid out so that attention is two
-        batched matmuls that read the cache once, in place. Only entries before ``t`` are used; the
-        current position's key/value enter through the (small) score tensor instead of a copy of
-        the cache, and are returned ``(P, heads, d)`` for the caller to write into the cache.
+        ``x`` is ``(N, Hp, Wp, C)`` at position ``t``. ``past_k`` and ``past_v`` are both ``(P,
+        heads, T, d)`` with ``P = N*Hp*Wp``: attention is two batched matmuls that read the cache
+        in place (keys as ``K @ q``), and the runtime stores a position as blocks of ``d`` floats
+        (keys laid ``(P, heads, d, T)`` made that one float per cache line, 8% of a 256 px run).
+        Only entries before ``t`` are used; the current position's key/value enter through the
+        (small) score tensor instead of a copy of the cache, and are returned ``(P, heads, d)``
+        for the caller to write into the cache.
         """
         n, hp, wp, c = x.shape
         heads = self.heads
@@ -151,9 +153,9 @@ class LARAttnLayer(nn.Module):
         # position's score rides along as one extra column: full-size Where ops over the
         # (P, h, T) scores cost more than the two batched matmuls themselves in onnxruntime
         # (benchmarks/results/speed.md, attention rewrite).
-        positions = torch.arange(past_k.shape[-1], device=x.device)
+        positions = torch.arange(past_k.shape[2], device=x.device)
         mask = torch.where(positions < t, 0.0, float("-inf"))
-        scores = torch.matmul(q.unsqueeze(2), past_k).squeeze(2) + mask  # (P, h, T)
+        scores = torch.matmul(past_k, q.unsqueeze(-1)).squeeze(-1) + mask  # (P, h, T)
         score_now = (q * k_new).sum(-1, keepdim=True)
         weights = torch.softmax(torch.cat([scores, score_now], dim=-1), dim=-1)
         past_out = torch.matmul(weights[..., :-1].unsqueeze(2), past_v).squeeze(2)
@@ -229,8 +231,9 @@ class LARModule(nn.Module):
 
         ``prev_code`` ``(N, Hp, Wp)`` int64 (ignored at t=0), ``t`` int64 ``[1]``, ``cond``
         ``(N, Hp, Wp, T, C)``, ``start`` ``(N, Hp, Wp, C)``, ``past`` one ``(keys, values)`` pair per
-        layer as made by ``empty_cache``. Returns logits ``(N*Hp*Wp, n_codes)`` (code axis last:
-        cheap to sample in numpy) and ``new_kv`` ``(L, 2, N*Hp*Wp, heads, d)``; ``write_cache``
+        layer as made by ``empty_cache``. Returns logits ``(N, Hp, Wp, n_codes)`` (code axis last:
+        the runtime views them as rows for numpy's draw; a final Reshape in the graph copied the
+        step's largest output) and ``new_kv`` ``(L, 2, N*Hp*Wp, heads, d)``; ``write_cache``
         stores it.
         """
         embedded = self.code_embed(prev_code)
@@ -240,21 +243,20 @@ class LARModule(nn.Module):
         for layer, (past_k, past_v) in zip(self.layers, past, strict=True):
             x, k_new, v_new = layer.step(x, t, past_k, past_v)
             new_kv.append(torch.stack([k_new, v_new]))
-        logits = self.head(self.norm_out(x))
-        return logits.reshape(-1, self.n_codes), torch.stack(new_kv)
+        return self.head(self.norm_out(x)), torch.stack(new_kv)
 
     def empty_cache(self, n: int, hp: int, wp: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer: keys ``(P, heads, d, T)`` and values ``(P, heads, T, d)``, ``P = n*hp*wp``."""
+        """Per layer: keys and values ``(P, heads, T, d)``, ``P = n*hp*wp`` (the runtime's CACHE_LAYOUT)."""
         ch, positions = self.code_embed.embedding_dim, self.positions
         heads = self.layers[0].heads
         d = ch // heads
         p = n * hp * wp
         return [
-            (torch.zeros(p, heads, d, positions), torch.zeros(p, heads, positions, d)) for _ in self.layers
+            (torch.zeros(p, heads, positions, d), torch.zeros(p, heads, positions, d)) for _ in self.layers
         ]
 
     @staticmethod
     def write_cache(past: list[tuple[torch.Tensor, torch.Tensor]], new_kv: torch.Tensor, t: int) -> None:
         for (keys, values), kv in zip(past, new_kv, strict=True):
-            keys[..., t] = kv[0]
-            values[..., t, :] = kv[1]
+            keys[:, :, t] = kv[0]
+            values[:, :, t] = kv[1]

@@ -3,8 +3,8 @@
 Four graphs: ``coarse`` (LR -> coarse HR image), ``condition`` (coarse image -> per-patch
 condition vectors and start tokens), ``lar_step`` (one autoregressive step for all patches at
 once, with a key/value cache) and ``decoder`` (code map + coarse image -> HR image). Only this
-module knows the cache layout (``past_k_{i}`` (P, heads, d, T), ``past_v_{i}`` (P, heads, T, d))
-and the index grid (``index_stride`` cells per LR pixel).
+module knows the cache layout (``past_k_{i}`` and ``past_v_{i}`` both (P, heads, T, d), named in
+the step graph's metadata) and the index grid (``index_stride`` cells per LR pixel).
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ from ..parallel import for_row_blocks
 from ..sampler import Sampler
 from ..tiling import Box
 from .base import Architecture, ArchSpec, TileStepHook
+
+#: The step graph's key/value layout, as its ONNX metadata names it. A graph exported before the
+#: mark (keys (P, heads, d, T)) has the same input shapes whenever d == T, so only the mark can
+#: tell the two apart; an unmarked graph is refused instead of fed a transposed cache.
+CACHE_LAYOUT_KEY = "larsr.cache_layout"
+CACHE_LAYOUT = "P,heads,T,d"
 
 # Patches per job of a threaded cache write (2 layers x 2 x 4096 x 48 floats: 3 MB).
 CACHE_ROWS_PER_JOB = 4096
@@ -73,6 +79,10 @@ class LarSR(Architecture):
             default_texture=read_number(data, "default_texture", 0.0, 1.0, where, p, default=1.0),
         )
 
+    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any], workers: int = 1) -> None:
+        super().__init__(spec, scale, sessions, workers)
+        check_cache_layout(sessions["lar_step"])
+
     # -- stages -----------------------------------------------------------------------------------
 
     def structure(self, lr: np.ndarray) -> np.ndarray:
@@ -86,19 +96,18 @@ class LarSR(Architecture):
         d, t = s.features // s.heads, s.positions
         past = {}
         for layer in range(s.layers):
-            past[f"past_k_{layer}"] = np.zeros((patches, s.heads, d, t), dtype=np.float32)
+            past[f"past_k_{layer}"] = np.zeros((patches, s.heads, t, d), dtype=np.float32)
             past[f"past_v_{layer}"] = np.zeros((patches, s.heads, t, d), dtype=np.float32)
         return past
 
     def _write_cache(self, past: dict[str, np.ndarray], new_kv: np.ndarray, t: int) -> None:
-        """Store position ``t``'s keys (P, h, d, T) and values (P, h, T, d) in place. Keys land as
-        every 16th float, one cache line each, so the write is split over patches and threads
-        (single-threaded it was 8% of a 256 px run)."""
+        """Store position ``t``'s keys and values (P, h, T, d) in place, as blocks of d floats,
+        split over patches and threads (the copy releases the GIL)."""
 
         def job(rows: slice) -> None:
             for layer in range(self.spec.layers):
-                past[f"past_k_{layer}"][rows, ..., t] = new_kv[layer, 0, rows]
-                past[f"past_v_{layer}"][rows, :, t, :] = new_kv[layer, 1, rows]
+                past[f"past_k_{layer}"][rows, :, t] = new_kv[layer, 0, rows]
+                past[f"past_v_{layer}"][rows, :, t] = new_kv[layer, 1, rows]
 
         for_row_blocks(job, new_kv.shape[2], CACHE_ROWS_PER_JOB, self.workers)
 
@@ -120,7 +129,7 @@ class LarSR(Architecture):
             logits, new_kv = step.run(None, feeds)
             self._write_cache(past, new_kv, t)
             dy, dx = divmod(t, k)
-            prev = draw(logits, t).reshape(1, hp, wp)
+            prev = draw(logits.reshape(hp * wp, -1), t).reshape(1, hp, wp)
             indices[0, dy::k, dx::k] = prev[0]
             if on_step is not None:
                 on_step(t + 1, positions)
@@ -185,3 +194,17 @@ class LarSR(Architecture):
         held = cells * s.layers * 2 * s.features * 4 + cells * s.features * 4
         structure = 3 * self.scale**2 * 4
         return int(1.7 * held) + structure + 1024
+
+
+def check_cache_layout(step: Any) -> None:
+    """Refuse a step graph whose cache layout is not ``CACHE_LAYOUT`` (one ``ModelError`` line)."""
+    meta = getattr(step, "get_modelmeta", None)
+    if meta is None:  # a stand-in session (tests, profilers) vouches for itself
+        return
+    layout = meta().custom_metadata_map.get(CACHE_LAYOUT_KEY)
+    if layout != CACHE_LAYOUT:
+        found = f"layout {layout!r}" if layout else "no cache-layout mark (exported by an earlier larsr)"
+        raise ModelError(
+            f"lar_step graph has {found}; this larsr feeds a {CACHE_LAYOUT} cache: re-export the "
+            "model with this version's python -m export.to_onnx"
+        )
