@@ -4,7 +4,11 @@ On CPU the settings measured best on two cores are: intra-op threads = cores, on
 (the graphs are chains) and full graph optimisation (its NCHWc layout transform is worth 15-40%).
 The CPU memory arena is off: each session kept its own arena at its peak, so the four graphs held
 the sum of their peaks and fragmentation grew it from call to call (256x256 input, small model:
-1462 MB peak RSS with arenas, 564 MB without, same speed within noise).
+1462 MB peak RSS with arenas, 564 MB without, same speed within noise). Worker threads do not
+spin-wait after a run: the chain alternates four sessions with numpy work (the draws, the cache
+writes) on the same cores, and a finished session's spinning threads took those cores from
+whatever ran next (larsr-x4, 256 px, two cores: 3.87 s without spinning vs 4.19 s with it, three
+alternating pairs; each graph alone is ~5% faster with spinning, which is why it is on by default).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.enable_cpu_mem_arena = False
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # warnings about unused initialisers are noise for users
     return opts
 
