@@ -94,13 +94,13 @@ def lar_input_shapes(model_dir: Path, lr: int) -> tuple[dict[str, dict[str, list
     cond_sess = ort.InferenceSession(str(model_dir / "condition.onnx"), providers=["CPUExecutionProvider"])
     cond, start = cond_sess.run(None, {"xc": np.zeros((1, 3, hr, hr), np.float32)})
     patches = int(np.prod(cond.shape[:3]))
-    heads, layers, feats = int(lar.heads), int(lar.layers), int(lar.features)
-    d = feats // heads
     step = {"prev_code": [1, *cond.shape[1:3]], "t": [1], "cond": list(cond.shape)}
     step["start"] = list(start.shape)
-    for i in range(layers):
-        step[f"past_k_{i}"] = [patches, heads, d, k * k]
-        step[f"past_v_{i}"] = [patches, heads, k * k, d]
+    # The cache inputs as the step graph declares them (its layout), with the patch count filled in.
+    step_sess = ort.InferenceSession(str(model_dir / "lar_step.onnx"), providers=["CPUExecutionProvider"])
+    for graph_input in step_sess.get_inputs():
+        if graph_input.name.startswith("past_"):
+            step[graph_input.name] = [d if isinstance(d, int) else patches for d in graph_input.shape]
     grid = lr * int(lar.index_stride)  # index map cells per LR pixel
     shapes = {
         "coarse": {"lr": [1, 3, lr, lr]},
