@@ -8,7 +8,6 @@ command line, the Python API and any other front end.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,22 +19,24 @@ from PIL import Image
 from .arch import Architecture
 from .arch.base import TileStepHook
 from .errors import LarsrError
+from .heap import release_freed_memory
 from .images import bleed_under_alpha, pil_arrays, quantise, resize_float
 from .manifest import Manifest, load_manifest
 from .precision import CpuFlags, graph_files, resolve_precision
 from .sampler import Sampler, Step, StepHook, resolve_sampler
 from .sessions import DeviceChoice, open_session, parse_device, resolve_threads
-from .tiling import Tile, lr_window, plan_tiles
-from .twopass import render_two_pass, texture_tile_side, window_bytes
+from .tiling import Box, Tile, lr_window, plan_grid, plan_tiles
+from .twopass import render_two_pass, window_bytes
 
 # (units done, units in total) over the whole image; a unit is one step of one tile.
 ProgressFn = Callable[[int, int], None]
 
-# Bytes of working memory for one tile with its context (outputs not included). With 1.2 GB a
-# 4096x4096 output peaked at 1680 MiB RSS under two-pass tiling (onnxruntime's allocations go
-# beyond the per-pixel estimates), with 0.95 GB at 1470 MiB; 0.85 GB keeps it under 1.5 GB
-# (10^9 bytes) with some room (benchmarks/results/speed.md).
-DEFAULT_MEMORY_BUDGET = 850_000_000
+# Bytes of working memory for one tile with its context (outputs not included). What bounds it is
+# peak RSS: a 4096x4096 output (1024 px input, `larsr upscale --tile auto`) peaked at 1334 MiB with
+# 0.85 GB before tiles trimmed the heap (36 tiles, 162 s); with a trim after every tile and the
+# balanced grid, 1.05 GB gives 4x4 tiles at 1331 MiB (116 s), 1.1 GB a 3x5 grid at 1500 MiB (over
+# the 1.5 GB bar), 1.0 GB 6x3 at 1235 MiB (benchmarks/results/speed.md has the recorded run).
+DEFAULT_MEMORY_BUDGET = 1_050_000_000
 
 
 def available_memory() -> int:
@@ -155,21 +156,47 @@ class Upscaler:
             return self.manifest.margin_of(arch.structure_stages)
         return self.manifest.context_margin
 
-    def auto_tile(self, height: int, width: int, texture: float = 1.0) -> int:
-        """The largest tile whose context fits the memory budget; 0 (whole image) when it fits."""
-        if height * width * self.bytes_per_lr_pixel() <= self.memory_budget:
-            return 0  # one tile: no margins at all
-        m, margin = self.manifest.tile_multiple, self.tile_margin(texture)
-        mode = self.tiling_mode(texture)
+    def _fits_budget(self, width: int, texture: float) -> Callable[[int, int], bool]:
+        """Whether a tile context of (rows, cols) LR px fits the memory budget in this mode: a
+        texture tile beside its band's structure window (two-pass), or the whole chain."""
+        budget, mode = self.memory_budget, self.tiling_mode(texture)
         if mode == "two-pass":
             per_px = self.arch.texture_bytes_per_lr_pixel()
-            return texture_tile_side(self.memory_budget, width, self.scale, per_px, margin, m)
-        if mode == "structure":
-            per_px = self.arch.structure_bytes_per_lr_pixel()
-        else:
-            per_px = self.bytes_per_lr_pixel()
-        side = int(math.sqrt(self.memory_budget / per_px)) - 2 * margin
-        return max(4 * m, side // m * m)
+            return lambda rows, cols: rows * cols * per_px + window_bytes(rows, width, self.scale) <= budget
+        per_px = (
+            self.arch.structure_bytes_per_lr_pixel() if mode == "structure" else self.bytes_per_lr_pixel()
+        )
+        return lambda rows, cols: rows * cols * per_px <= budget
+
+    def auto_plan(self, height: int, width: int, texture: float = 1.0) -> list[Tile]:
+        """``--tile auto``: the grid that computes the fewest context pixels within the budget.
+
+        Every extra row or column of tiles adds two margins across the image, so the best grid
+        is the coarsest one whose largest context fits; contexts are balanced (border tiles own a
+        margin more) so no tile is smaller than the budget needs. 1024x1024 LR at 1.1 GB: 4x4
+        tiles of 338 px contexts, where fixed 244 px tiles made 5x5 (a 48 px sliver per axis).
+        """
+        if height * width * self.bytes_per_lr_pixel() <= self.memory_budget:
+            whole = Box(0, height, 0, width)
+            return [Tile(whole, whole)]
+        m, margin = self.manifest.tile_multiple, self.tile_margin(texture)
+        fits = self._fits_budget(width, texture)
+        best: tuple[tuple[int, int], list[Tile]] | None = None
+        for rows in range(1, height // m + 1):
+            if best is not None and (height + 2 * margin * (rows - 1)) * width >= best[0][0]:
+                break  # even one column would compute more pixels than the best grid
+            for cols in range(1, width // m + 1):
+                tiles = plan_grid(height, width, rows, cols, margin, m)
+                if tiles is None:
+                    break  # narrower inner tiles would own nothing
+                if fits(max(t.context.height for t in tiles), max(t.context.width for t in tiles)):
+                    key = (sum(t.context.height * t.context.width for t in tiles), len(tiles))
+                    if best is None or key < best[0]:
+                        best = (key, tiles)
+                    break  # more columns only add margins
+        if best is None:  # a budget below any grid: the smallest tiles
+            return plan_tiles(height, width, 4 * m, margin, m)
+        return best[1]
 
     def strip_pixels(self, tiles: list[Tile], width: int) -> int:
         """LR pixels (context included) per structure strip: what the budget leaves beside the
@@ -219,7 +246,9 @@ class Upscaler:
 
             def texture_stages(xc: np.ndarray, tile: Tile, index: int) -> np.ndarray:
                 hook = self._hook(on_step, index, count)
-                return arch.render_on_structure(xc, tile.context, sampler, texture, hook)
+                sr = arch.render_on_structure(xc, tile.context, sampler, texture, hook)
+                release_freed_memory()
+                return sr
 
             rendered = render_two_pass(
                 arch.structure,
@@ -237,6 +266,8 @@ class Upscaler:
         for index, tile in enumerate(tiles):
             hook = self._hook(on_step, index, count)
             sr = self.arch.render_tile(lr_window(lr, tile.context), tile.context, sampler, texture, hook)
+            if count > 1:
+                release_freed_memory()
             yield tile, own_pixels(tile, sr)
 
     # -- whole image ------------------------------------------------------------------------------
@@ -269,10 +300,10 @@ class Upscaler:
         texture = self.resolve_texture(texture)
         m = self.manifest.tile_multiple
         ph, pw = -(-height // m) * m, -(-width // m) * m
-        size = self.auto_tile(ph, pw, texture) if tile == "auto" else int(tile)
-        tiles = plan_tiles(ph, pw, size, self.tile_margin(texture), m)
-        if tile != "auto":
-            self.check_memory(tiles, int(tile))
+        if tile == "auto":
+            return self.auto_plan(ph, pw, texture)
+        tiles = plan_tiles(ph, pw, int(tile), self.tile_margin(texture), m)
+        self.check_memory(tiles, int(tile))
         return tiles
 
     def upscale_array(

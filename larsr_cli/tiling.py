@@ -73,3 +73,40 @@ def plan_tiles(height: int, width: int, tile: int, margin: int, multiple: int) -
             )
             tiles.append(Tile(own, context))
     return tiles
+
+
+def balanced_spans(length: int, count: int, margin: int, multiple: int) -> list[tuple[int, int]] | None:
+    """``count`` spans covering ``length`` whose contexts (span + margin on inner sides) are equal.
+
+    A border span has the image edge on one side and so needs one margin less: giving it
+    ``margin`` more own pixels than an inner span makes every context the same length, the most
+    pixels per context a memory budget allows. Boundaries sit on multiples of ``multiple``;
+    None when ``count`` spans leave an inner span with nothing of its own.
+    """
+    if count <= 1:
+        return [(0, length)]
+    border = (length + (count - 2) * margin) / count
+    inner = border - margin
+    bounds = [0, *(round((border + i * inner) / multiple) * multiple for i in range(count - 1)), length]
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    if any(b1 - b0 < multiple for b0, b1 in spans):
+        return None
+    return spans
+
+
+def plan_grid(height: int, width: int, rows: int, cols: int, margin: int, multiple: int) -> list[Tile] | None:
+    """A ``rows x cols`` grid of tiles with balanced contexts (``balanced_spans``), row-major."""
+    if height % multiple or width % multiple:
+        raise ValueError("pad the image to the tile multiple first")
+    margin = _round_up(max(margin, 0), multiple)
+    ys, xs = balanced_spans(height, rows, margin, multiple), balanced_spans(width, cols, margin, multiple)
+    if ys is None or xs is None:
+        return None
+    return [
+        Tile(
+            Box(y0, y1, x0, x1),
+            Box(max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin)),
+        )
+        for y0, y1 in ys
+        for x0, x1 in xs
+    ]

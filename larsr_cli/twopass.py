@@ -128,17 +128,6 @@ def window_bytes(rows: int, width: int, scale: int) -> int:
     return 2 * rows * width * scale * scale * 3 * 4
 
 
-def texture_tile_side(budget: int, width: int, scale: int, per_px: int, margin: int, multiple: int) -> int:
-    """The largest texture tile whose context and structure window fit ``budget`` together.
-
-    With context side ``c``: ``c*c*per_px + window_bytes(c, width)`` <= budget, solved for c.
-    """
-    b = window_bytes(1, width, scale)
-    c = (-b + math.sqrt(b * b + 4.0 * per_px * budget)) / (2.0 * per_px)
-    side = int(c) - 2 * margin
-    return max(2 * multiple, side // multiple * multiple)
-
-
 def render_two_pass(
     structure: StructureFn,
     render_on_structure: Callable[[np.ndarray, Tile, int], np.ndarray],

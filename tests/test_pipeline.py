@@ -16,7 +16,7 @@ from helpers import psnr
 from larsr_cli.errors import LarsrError
 from larsr_cli.pipeline import Upscaler
 from larsr_cli.sampler import ROWS_PER_JOB, CodeNoise, sample_codes
-from larsr_cli.tiling import plan_tiles
+from larsr_cli.tiling import plan_grid, plan_tiles
 from larsr_cli.twopass import window_bytes
 
 H, W = 24, 32
@@ -188,19 +188,21 @@ def test_tiled_output_equals_untiled(upscaler: Upscaler, h: int, w: int, tiles: 
 
 
 def test_auto_tile_fits_the_memory_budget(tiny_model_dir, upscaler: Upscaler) -> None:
-    assert upscaler.auto_tile(H, W) == 0  # small images run whole
+    assert len(upscaler.plan(H, W, "auto")) == 1  # small images run whole
     per_px = upscaler.bytes_per_lr_pixel()
     budgeted = Upscaler(tiny_model_dir, device="cpu", memory_budget=300 * 300 * per_px)
-    arch, m = budgeted.arch, budgeted.manifest.tile_multiple
-    # Two-pass (texture on): a texture tile with its context, beside the structure window of
+    arch = budgeted.arch
+    # Two-pass (texture on): every texture tile with its context, beside the structure window of
     # its band, fits; so does a structure strip beside that window.
-    tile = budgeted.auto_tile(400, 600, texture=1.0)
-    assert tile > 0 and tile % m == 0
     tiles = budgeted.plan(400, 600, "auto", texture=1.0)
     assert len(tiles) > 1
-    side = max(t.context.height for t in tiles)
-    window = window_bytes(side, 600, budgeted.scale)
-    assert side**2 * arch.texture_bytes_per_lr_pixel() + window <= budgeted.memory_budget
+    rows = max(t.context.height for t in tiles)
+    window = window_bytes(rows, 600, budgeted.scale)
+    for t in tiles:
+        assert (
+            t.context.height * t.context.width * arch.texture_bytes_per_lr_pixel() + window
+            <= budgeted.memory_budget
+        )
     strip = budgeted.strip_pixels(tiles, 600) * arch.structure_bytes_per_lr_pixel()
     assert strip + window <= budgeted.memory_budget
     # Texture 0 runs the structure stages alone, with their own (smaller) margin and cost.
@@ -350,6 +352,51 @@ def test_plan_tiles_partition_the_image(h: int, w: int, tile: int, margin: int, 
     else:
         side = -(-tile // multiple) * multiple
         assert len(tiles) == math.ceil(h / side) * math.ceil(w / side) > 1
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "rows", "cols", "margin"), [(1024, 1024, 4, 4, 54), (400, 600, 3, 5, 20), (64, 96, 2, 1, 6)]
+)
+def test_grid_tiles_partition_the_image_with_equal_contexts(
+    h: int, w: int, rows: int, cols: int, margin: int
+) -> None:
+    tiles = plan_grid(h, w, rows, cols, margin, 2)
+    assert tiles is not None and len(tiles) == rows * cols
+    owned = np.zeros((h, w), np.int32)
+    for t in tiles:
+        owned[t.own.y0 : t.own.y1, t.own.x0 : t.own.x1] += 1
+        assert t.context.y0 == 0 or t.own.y0 - t.context.y0 >= margin
+        assert t.context.y1 == h or t.context.y1 - t.own.y1 >= margin
+        assert t.context.x0 == 0 or t.own.x0 - t.context.x0 >= margin
+        assert t.context.x1 == w or t.context.x1 - t.own.x1 >= margin
+    assert (owned == 1).all()
+    # Border tiles own a margin more, so contexts differ by rounding to the multiple only.
+    heights = {t.context.height for t in tiles}
+    widths = {t.context.width for t in tiles}
+    assert max(heights) - min(heights) <= 2 and max(widths) - min(widths) <= 2
+
+
+def test_auto_plan_computes_fewer_pixels_than_any_fixed_tile_that_fits(tiny_model_dir) -> None:
+    """Margins are the cost of tiling: the automatic grid must waste less than every square tile
+    size that fits the same budget (the old rule left a sliver tile per axis)."""
+    per_px = Upscaler(tiny_model_dir, device="cpu").bytes_per_lr_pixel()
+    up = Upscaler(tiny_model_dir, device="cpu", memory_budget=200 * 200 * per_px)
+    h, w = 512, 768
+    fits = up._fits_budget(w, 1.0)
+    margin = up.tile_margin(1.0)
+
+    def computed(tiles: list) -> int:
+        return sum(t.context.height * t.context.width for t in tiles)
+
+    auto = up.plan(h, w, "auto", texture=1.0)
+    assert all(fits(t.context.height, t.context.width) for t in auto)
+    fixed = [
+        plan_tiles(h, w, side, margin, 2)
+        for side in range(16, 400, 2)
+        if all(fits(t.context.height, t.context.width) for t in plan_tiles(h, w, side, margin, 2))
+    ]
+    assert fixed and computed(auto) <= min(computed(t) for t in fixed)
+    assert computed(auto) < min(computed(t) for t in fixed) * 0.95 or len(auto) < min(len(t) for t in fixed)
 
 
 def test_plan_tiles_wants_a_padded_image() -> None:
