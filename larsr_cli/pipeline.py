@@ -173,8 +173,9 @@ class Upscaler:
 
         Every extra row or column of tiles adds two margins across the image, so the best grid
         is the coarsest one whose largest context fits; contexts are balanced (border tiles own a
-        margin more) so no tile is smaller than the budget needs. 1024x1024 LR at 1.1 GB: 4x4
-        tiles of 338 px contexts, where fixed 244 px tiles made 5x5 (a 48 px sliver per axis).
+        margin more) so no tile is smaller than the budget needs. 1024x1024 LR at 1.05 GB: 4x4
+        tiles of 338 px contexts, where the largest square tile that fit (236 px) made 5x5 with
+        an 80 px sliver per axis.
         """
         if height * width * self.bytes_per_lr_pixel() <= self.memory_budget:
             whole = Box(0, height, 0, width)
