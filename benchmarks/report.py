@@ -377,6 +377,7 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
         "--images data/photos --out benchmarks/results",
         *([detail["command"]] if detail else []),
         speed["command"] if speed else "python -m benchmarks.speed --model models/larsr-x4",
+        *([shapes["command"]] if (shapes := _load(results / "shapes.json")) else []),
         report_command,
         "```",
         "",
@@ -422,6 +423,17 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
     step = _load(results / "lar_step.json")
     if step:
         parts += ["## LAR step: cached vs full recompute", "", lar_step_markdown(step), ""]
+    shapes = _load(results / "shapes.json")
+    if shapes:
+        from benchmarks.shapes import markdown as shapes_markdown
+
+        parts += [
+            "## Network shapes before training (random weights, same exporter and runtime)",
+            "",
+            shapes_markdown(shapes),
+            f"- Run {shapes['machine']['date']}, load average at start {shapes['machine']['load_average']}.",
+            "",
+        ]
     parts += ["## Peers", "", peers_markdown(quality, speed), ""]
     return "\n".join(parts)
 
