@@ -156,17 +156,17 @@ class Upscaler:
             return self.manifest.margin_of(arch.structure_stages)
         return self.manifest.context_margin
 
-    def _fits_budget(self, width: int, texture: float) -> Callable[[int, int], bool]:
-        """Whether a tile context of (rows, cols) LR px fits the memory budget in this mode: a
-        texture tile beside its band's structure window (two-pass), or the whole chain."""
-        budget, mode = self.memory_budget, self.tiling_mode(texture)
+    def tile_bytes(self, rows: int, cols: int, width: int, texture: float, tiles: int = 2) -> int:
+        """Working memory of one tile context of (rows, cols) LR px in an image ``width`` wide: a
+        texture tile beside its band's structure window (two-pass), the structure stages alone
+        (texture 0), or the whole chain (one tile, or a family without structure stages)."""
+        mode = self.tiling_mode(texture) if tiles > 1 else "one-pass"
         if mode == "two-pass":
             per_px = self.arch.texture_bytes_per_lr_pixel()
-            return lambda rows, cols: rows * cols * per_px + window_bytes(rows, width, self.scale) <= budget
-        per_px = (
-            self.arch.structure_bytes_per_lr_pixel() if mode == "structure" else self.bytes_per_lr_pixel()
-        )
-        return lambda rows, cols: rows * cols * per_px <= budget
+            return rows * cols * per_px + window_bytes(rows, width, self.scale)
+        if mode == "structure":
+            return rows * cols * self.arch.structure_bytes_per_lr_pixel()
+        return rows * cols * self.bytes_per_lr_pixel()
 
     def auto_plan(self, height: int, width: int, texture: float = 1.0) -> list[Tile]:
         """``--tile auto``: the grid that computes the fewest context pixels within the budget.
@@ -181,7 +181,10 @@ class Upscaler:
             whole = Box(0, height, 0, width)
             return [Tile(whole, whole)]
         m, margin = self.manifest.tile_multiple, self.tile_margin(texture)
-        fits = self._fits_budget(width, texture)
+
+        def fits(rows: int, cols: int) -> bool:
+            return self.tile_bytes(rows, cols, width, texture) <= self.memory_budget
+
         best: tuple[tuple[int, int], list[Tile]] | None = None
         for rows in range(1, height // m + 1):
             if best is not None and (height + 2 * margin * (rows - 1)) * width >= best[0][0]:
@@ -206,9 +209,12 @@ class Upscaler:
         left = self.memory_budget - window_bytes(rows, width, self.scale)
         return max(left, self.memory_budget // 4) // self.arch.structure_bytes_per_lr_pixel()
 
-    def check_memory(self, tiles: list[Tile], requested: int | str) -> None:
-        """Refuse an explicit tile size whose working memory cannot fit in this machine's RAM."""
-        need = max(t.context.height * t.context.width for t in tiles) * self.bytes_per_lr_pixel()
+    def check_memory(self, tiles: list[Tile], requested: int | str, width: int, texture: float) -> None:
+        """Refuse an explicit tile size whose working memory cannot fit in this machine's RAM,
+        judged by the same per-mode figure ``--tile auto`` plans with."""
+        need = max(
+            self.tile_bytes(t.context.height, t.context.width, width, texture, len(tiles)) for t in tiles
+        )
         if need > self.memory_limit:
             what = "the whole image (tile=0, --tile 0)" if requested == 0 else f"tile={requested} (--tile)"
             raise LarsrError(
@@ -304,7 +310,7 @@ class Upscaler:
         if tile == "auto":
             return self.auto_plan(ph, pw, texture)
         tiles = plan_tiles(ph, pw, int(tile), self.tile_margin(texture), m)
-        self.check_memory(tiles, int(tile))
+        self.check_memory(tiles, int(tile), pw, texture)
         return tiles
 
     def upscale_array(

@@ -382,7 +382,10 @@ def test_auto_plan_computes_fewer_pixels_than_any_fixed_tile_that_fits(tiny_mode
     per_px = Upscaler(tiny_model_dir, device="cpu").bytes_per_lr_pixel()
     up = Upscaler(tiny_model_dir, device="cpu", memory_budget=200 * 200 * per_px)
     h, w = 512, 768
-    fits = up._fits_budget(w, 1.0)
+
+    def fits(rows: int, cols: int) -> bool:
+        return up.tile_bytes(rows, cols, w, 1.0) <= up.memory_budget
+
     margin = up.tile_margin(1.0)
 
     def computed(tiles: list) -> int:
@@ -397,6 +400,22 @@ def test_auto_plan_computes_fewer_pixels_than_any_fixed_tile_that_fits(tiny_mode
     ]
     assert fixed and computed(auto) <= min(computed(t) for t in fixed)
     assert computed(auto) < min(computed(t) for t in fixed) * 0.95 or len(auto) < min(len(t) for t in fixed)
+
+
+def test_explicit_tiles_are_judged_by_the_memory_they_run_with(tiny_model_dir) -> None:
+    """--tile N with texture runs two-pass tiles: the RAM check must use that figure (the one
+    --tile auto plans with), refusing exactly when it exceeds the machine's limit."""
+    up = Upscaler(tiny_model_dir, device="cpu")
+    h, w, tile = 96, 128, 32
+    tiles = up.plan(h, w, tile, texture=1.0)
+    need = max(up.tile_bytes(t.context.height, t.context.width, w, 1.0, len(tiles)) for t in tiles)
+    one_pass = max(t.context.height * t.context.width for t in tiles) * up.bytes_per_lr_pixel()
+    assert need != one_pass
+    up.memory_limit = need
+    assert len(up.plan(h, w, tile, texture=1.0)) == len(tiles)
+    up.memory_limit = need - 1
+    with pytest.raises(LarsrError, match=r"tile=32 \(--tile\) needs about"):
+        up.plan(h, w, tile, texture=1.0)
 
 
 def test_plan_tiles_wants_a_padded_image() -> None:
