@@ -24,6 +24,12 @@
 # machine,
 #   mkdir -p runs/larsr-x4-r4b && cp export/checkpoints/larsr-x4-round4.pt runs/larsr-x4-r4b/model.pt
 #   STAGES="lar3 export evaluate" OUT=/tmp/candidate bash export/recipe.sh   # or a new round
+#
+# Round 5 (in progress, not shipped): the same stages on a coarse net in 16-channel blocks
+# (records/coarse16-probe.json: scores like round 3's coarse at 0.44x its time), started with
+#   RUN=runs/larsr-x4-r5 INIT=export/checkpoints/coarse16-probe.pt STAGES="vqvae vqvae2" bash export/recipe.sh
+# and continued from export/checkpoints/larsr-x4-r5-progress.pt (copy it to runs/larsr-x4-r5/model.pt,
+# then STAGES="oracle lar lar2 lar3 export evaluate" OUT=/tmp/candidate with the same RUN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/larsr-x4-r4b}
