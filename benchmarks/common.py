@@ -56,6 +56,18 @@ def run_main(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | No
         return 130
 
 
+def best_seconds(run: Callable[[], Any], repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls after one warm-up (allocation and kernel selection are
+    not the work being measured)."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def command_line(module: str, argv: Sequence[str] | None) -> str:
     """The exact command as typed, so RESULTS.md can say how every number was produced."""
     args = list(sys.argv[1:] if argv is None else argv)

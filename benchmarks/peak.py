@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from benchmarks.common import cpu_flags
+from benchmarks.common import best_seconds, cpu_flags
 
 CONV = {"n": 1, "c": 64, "hw": 128, "k": 3}  # 64 -> 64 channels, the width of larsr's feature maps
 GEMM = 1024
@@ -39,16 +38,6 @@ def _session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(
         model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
     )
-
-
-def _best_seconds(run: Callable[[], Any], repeats: int) -> float:
-    run()  # warm-up: allocation and kernel selection are not compute
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _conv_model(int8: bool) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
@@ -126,7 +115,7 @@ def _ort_gflops(
 ) -> float:
     model, feeds = build(int8)
     sess = _session(model, threads)
-    return flops / _best_seconds(lambda: sess.run(None, feeds), repeats) / 1e9
+    return flops / best_seconds(lambda: sess.run(None, feeds), repeats) / 1e9
 
 
 def _torch_bf16_conv_gflops(threads: int, repeats: int) -> float | None:
@@ -139,7 +128,7 @@ def _torch_bf16_conv_gflops(threads: int, repeats: int) -> float | None:
     x = torch.randn(n, c, hw, hw, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
     w = torch.randn(c, c, k, k, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        seconds = _best_seconds(lambda: torch.nn.functional.conv2d(x, w, padding=1), repeats)
+        seconds = best_seconds(lambda: torch.nn.functional.conv2d(x, w, padding=1), repeats)
     return conv_flops() / seconds / 1e9
 
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_RESULTS, command_line, machine_info, run_main, write_json
+from benchmarks.common import DEFAULT_RESULTS, best_seconds, command_line, machine_info, run_main, write_json
 from benchmarks.flops import count
 
 # name -> config overrides on the shipped config (``base``, with its export-time projection).
@@ -48,16 +47,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _fastest(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def measure(size: int, threads: int, repeats: int, texture: float) -> list[dict[str, Any]]:
     import torch
 
@@ -79,8 +68,8 @@ def measure(size: int, threads: int, repeats: int, texture: float) -> list[dict[
                 export_model(LarsrModel(cfg).eval(), folder, f"shape-{index}", {}, 0.6, False)
             flops = count(folder)
             up = Upscaler(folder, threads=threads)
-            chain = _fastest(lambda up=up: up.upscale_array(image, seed=0, texture=texture), repeats)
-            coarse = _fastest(lambda up=up: up.coarse_array(image), repeats)
+            chain = best_seconds(lambda up=up: up.upscale_array(image, seed=0, texture=texture), repeats)
+            coarse = best_seconds(lambda up=up: up.coarse_array(image), repeats)
             rows.append(
                 {
                     "variant": name,
