@@ -47,9 +47,8 @@ the int8 files, leaves the manifest without int8 and exits 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -257,31 +256,39 @@ def noisy_nodes(snrs: dict[str, float]) -> dict[str, float]:
     return {name: snr for name, snr in snrs.items() if snr < median - OUTLIER_DB}
 
 
-@contextlib.contextmanager
-def _working_dir(path: Path) -> Iterator[None]:
-    before = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
+def _preprocess(src: Path, dst: Path, workdir: Path) -> None:
+    """onnxruntime's quantisation pre-processing (symbolic shapes, optimisation, ONNX shapes),
+    run as its own CLI in a child process whose working directory is ``workdir``: a failed
+    symbolic inference saves its model (with external data files) into the current folder, and
+    changing this process's folder instead would move every thread's relative paths with it.
+    ``--auto_merge``: the graphs have symbolic H, W and patch counts that plain inference cannot join."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnxruntime.quantization.preprocess",
+        "--input",
+        str(src.resolve()),
+        "--output",
+        str(dst.resolve()),
+        "--auto_merge",
+    ]
+    done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        last = lines[-1] if lines else f"exit status {done.returncode}"
+        raise LarsrError(f"{src.name}: quantisation pre-processing failed: {last}")
 
 
 def quantize_graph(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """fp32 graph -> static QDQ int8 graph at ``dst`` (written atomically); returns what was
     quantised and which nodes stayed fp32 (with their SNR alone)."""
     import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not feeds:
         raise LarsrError(f"{src.name}: no calibration inputs were recorded for it")
     with tempfile.TemporaryDirectory(prefix="larsr-quantize-") as tmp:
         pre, out, cache = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx", Path(tmp) / "ranges.json"
-        # auto_merge: the graphs have symbolic H, W and patch counts that plain inference cannot
-        # join. In the temporary folder, because a failed inference saves its model (with
-        # external data files) into the current one.
-        with _working_dir(Path(tmp)):
-            quant_pre_process(str(src.resolve()), str(pre), auto_merge=True)
+        _preprocess(src, pre, Path(tmp))
         snrs = node_snrs(pre, feeds, cache)
         noisy = noisy_nodes(snrs)
         _quantize(pre, out, feeds, cache, nodes_to_exclude=list(noisy))

@@ -286,3 +286,24 @@ def test_a_rerun_replaces_the_int8_variant(int8_model_dir, tmp_path, monkeypatch
     ]
     assert manifest.metrics["int8"]["calibration"]["crops"] == 2
     assert "listed in" in capsys.readouterr().out
+
+
+def test_a_graph_quantisation_cannot_read_is_one_line_and_leaves_the_folders_alone(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Pre-processing runs in a child process inside a temporary folder: a graph it cannot read
+    fails with one line naming the graph, the caller's folder keeps its working directory and gets
+    no stray model files, and no int8 file is written."""
+    from export.quantize import quantize_graph
+
+    src = tmp_path / "coarse.onnx"
+    src.write_bytes(b"not an onnx graph")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    dst = tmp_path / "coarse.int8.onnx"
+    with pytest.raises(LarsrError, match=r"^coarse\.onnx: quantisation pre-processing failed: ") as caught:
+        quantize_graph(src, dst, [{"lr": np.zeros((1, 3, 8, 8), np.float32)}])
+    assert "\n" not in str(caught.value)
+    assert Path.cwd() == here and list(here.iterdir()) == []
+    assert not dst.exists()
