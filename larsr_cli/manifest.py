@@ -22,7 +22,7 @@ from typing import Any
 from .arch import Architecture, ArchSpec, get_architecture
 from .atomic import atomic_write
 from .errors import ModelError
-from .fields import read_int, read_number, read_object, read_text
+from .fields import read_int, read_object, read_text
 from .integrity import verify_folder
 
 MANIFEST_NAME = "manifest.json"
@@ -172,6 +172,14 @@ def parse_manifest(data: Any, where: str = "manifest") -> Manifest:
     )
 
 
+#: Where format 1 kept each LAR-SR spec field (the prefix an error names it with).
+V1_FIELD_PREFIXES = {
+    **dict.fromkeys(("layers", "heads", "features", "index_stride"), "lar."),
+    **dict.fromkeys(("patch_size", "codebook_size", "default_temperature", "default_texture"), ""),
+    "coarse_up_features": "config.",
+}
+
+
 def upgrade_v1(data: dict, where: str) -> dict:
     """A format-1 manifest (LAR-SR fields at the top level, ``files`` by name) as format 2."""
     files = data.get("files")
@@ -180,19 +188,7 @@ def upgrade_v1(data: dict, where: str) -> dict:
     missing = [k for k in ("patch_size", "codebook_size", "default_temperature") if k not in data]
     if missing:
         raise ModelError(f"{where}: manifest lacks {', '.join(missing)}")
-    # Errors name the keys as they are written in the user's format-1 file, not the v2 spec.
     lar = read_object(data, "lar", where)
-    read_int(lar, "layers", 1, 64, where, "lar.")
-    heads = read_int(lar, "heads", 1, 64, where, "lar.")
-    features = read_int(lar, "features", 1, 4096, where, "lar.")
-    if features % heads:
-        raise ModelError(
-            f"{where}: manifest lar.features ({features}) must be a multiple of lar.heads ({heads})"
-        )
-    read_int(data, "patch_size", 1, 16, where)
-    read_int(data, "codebook_size", 2, 1 << 20, where)
-    read_number(data, "default_temperature", 0.0, 2.0, where)
-    read_number(data, "default_texture", 0.0, 1.0, where, default=1.0)
     config = data["config"] if isinstance(data.get("config"), dict) else {}
     spec = {
         **{k: lar[k] for k in ("layers", "heads", "features", "index_stride") if k in lar},
@@ -200,6 +196,8 @@ def upgrade_v1(data: dict, where: str) -> dict:
         "default_texture": data.get("default_texture", 1.0),
         "coarse_up_features": config.get("coarse_up_features", 64),
     }
+    # The v2 rules, with errors that name the keys as the user's format-1 file has them.
+    get_architecture("lar-sr").parse_spec(spec, where, names=V1_FIELD_PREFIXES)
     roles = get_architecture("lar-sr").graph_roles
     graphs = {
         role: {"file": f"{role}.onnx", **files[f"{role}.onnx"]} for role in roles if f"{role}.onnx" in files

@@ -9,7 +9,7 @@ subclass, registered in ``larsr_cli.arch``; the manifest names it in ``architect
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -60,8 +60,10 @@ class Architecture(ABC):
 
     @classmethod
     @abstractmethod
-    def parse_spec(cls, data: Any, where: str) -> ArchSpec:
-        """Validate the manifest's ``spec``; every problem is one ``ModelError`` line."""
+    def parse_spec(cls, data: Any, where: str, names: Mapping[str, str] | None = None) -> ArchSpec:
+        """Validate the manifest's ``spec``; every problem is one ``ModelError`` line. ``names``
+        maps a field to the prefix the user's file gives it, when that is not ``spec.`` (an older
+        manifest format that kept fields elsewhere)."""
 
     @abstractmethod
     def structure(self, lr: np.ndarray) -> np.ndarray:

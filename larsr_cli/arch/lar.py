@@ -9,6 +9,7 @@ the step graph's metadata) and the index grid (``index_stride`` cells per LR pix
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,26 +58,40 @@ class LarSR(Architecture):
     spec: LarSpec
 
     @classmethod
-    def parse_spec(cls, data: Any, where: str) -> LarSpec:
+    def parse_spec(cls, data: Any, where: str, names: Mapping[str, str] | None = None) -> LarSpec:
+        """``names`` maps a field to the prefix it has in the user's file when that is not
+        ``spec.`` (format 1 kept the LAR fields under ``lar.`` and the rest at the top level), so
+        that an error names the key as the user wrote it."""
         if not isinstance(data, dict):
             raise ModelError(f"{where}: manifest spec must be an object")
-        p = "spec."
-        heads = read_int(data, "heads", 1, 64, where, p)
-        features = read_int(data, "features", 1, 4096, where, p)
+
+        def p(field: str) -> str:
+            return (names or {}).get(field, "spec.")
+
+        layers = read_int(data, "layers", 1, 64, where, p("layers"))
+        heads = read_int(data, "heads", 1, 64, where, p("heads"))
+        features = read_int(data, "features", 1, 4096, where, p("features"))
         if features % heads:
             raise ModelError(
-                f"{where}: manifest spec.features ({features}) must be a multiple of spec.heads ({heads})"
+                f"{where}: manifest {p('features')}features ({features}) must be a multiple of "
+                f"{p('heads')}heads ({heads})"
             )
         return LarSpec(
-            patch_size=read_int(data, "patch_size", 1, 16, where, p),
-            codebook_size=read_int(data, "codebook_size", 2, 1 << 20, where, p),
-            index_stride=read_int(data, "index_stride", 1, 16, where, p, default=2),
-            layers=read_int(data, "layers", 1, 64, where, p),
+            patch_size=read_int(data, "patch_size", 1, 16, where, p("patch_size")),
+            codebook_size=read_int(data, "codebook_size", 2, 1 << 20, where, p("codebook_size")),
+            index_stride=read_int(data, "index_stride", 1, 16, where, p("index_stride"), default=2),
+            layers=layers,
             heads=heads,
             features=features,
-            coarse_up_features=read_int(data, "coarse_up_features", 1, 4096, where, p, default=64),
-            default_temperature=read_number(data, "default_temperature", 0.0, 2.0, where, p),
-            default_texture=read_number(data, "default_texture", 0.0, 1.0, where, p, default=1.0),
+            coarse_up_features=read_int(
+                data, "coarse_up_features", 1, 4096, where, p("coarse_up_features"), default=64
+            ),
+            default_temperature=read_number(
+                data, "default_temperature", 0.0, 2.0, where, p("default_temperature")
+            ),
+            default_texture=read_number(
+                data, "default_texture", 0.0, 1.0, where, p("default_texture"), default=1.0
+            ),
         )
 
     def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any], workers: int = 1) -> None:
