@@ -156,11 +156,15 @@ class Upscaler:
             return self.manifest.margin_of(arch.structure_stages)
         return self.manifest.context_margin
 
-    def tile_bytes(self, rows: int, cols: int, width: int, texture: float, tiles: int = 2) -> int:
-        """Working memory of one tile context of (rows, cols) LR px in an image ``width`` wide: a
-        texture tile beside its band's structure window (two-pass), the structure stages alone
-        (texture 0), or the whole chain (one tile, or a family without structure stages)."""
-        mode = self.tiling_mode(texture) if tiles > 1 else "one-pass"
+    def run_mode(self, texture: float, tiles: int) -> str:
+        """How a plan of ``tiles`` tiles runs: one tile is the whole chain at once (``one-pass``),
+        several run in ``tiling_mode``."""
+        return self.tiling_mode(texture) if tiles > 1 else "one-pass"
+
+    def tile_bytes(self, rows: int, cols: int, width: int, mode: str) -> int:
+        """Working memory of one tile context of (rows, cols) LR px in an image ``width`` wide,
+        run in ``mode`` (``run_mode``): a texture tile beside its band's structure window
+        (two-pass), the structure stages alone (texture 0), or the whole chain (one-pass)."""
         if mode == "two-pass":
             per_px = self.arch.texture_bytes_per_lr_pixel()
             return rows * cols * per_px + window_bytes(rows, width, self.scale)
@@ -182,8 +186,10 @@ class Upscaler:
             return [Tile(whole, whole)]
         m, margin = self.manifest.tile_multiple, self.tile_margin(texture)
 
+        mode = self.tiling_mode(texture)  # several tiles: a single one was ruled out above
+
         def fits(rows: int, cols: int) -> bool:
-            return self.tile_bytes(rows, cols, width, texture) <= self.memory_budget
+            return self.tile_bytes(rows, cols, width, mode) <= self.memory_budget
 
         best: tuple[tuple[int, int], list[Tile]] | None = None
         for rows in range(1, height // m + 1):
@@ -212,9 +218,8 @@ class Upscaler:
     def check_memory(self, tiles: list[Tile], requested: int | str, width: int, texture: float) -> None:
         """Refuse an explicit tile size whose working memory cannot fit in this machine's RAM,
         judged by the same per-mode figure ``--tile auto`` plans with."""
-        need = max(
-            self.tile_bytes(t.context.height, t.context.width, width, texture, len(tiles)) for t in tiles
-        )
+        mode = self.run_mode(texture, len(tiles))
+        need = max(self.tile_bytes(t.context.height, t.context.width, width, mode) for t in tiles)
         if need > self.memory_limit:
             what = "the whole image (tile=0, --tile 0)" if requested == 0 else f"tile={requested} (--tile)"
             raise LarsrError(
@@ -248,7 +253,7 @@ class Upscaler:
             own = tile.own.relative_to(tile.context)
             return sr[0, :, own.y0 * s : own.y1 * s, own.x0 * s : own.x1 * s].transpose(1, 2, 0)
 
-        if count > 1 and self.tiling_mode(texture) == "two-pass":
+        if self.run_mode(texture, count) == "two-pass":
             arch = self.arch
 
             def texture_stages(xc: np.ndarray, tile: Tile, index: int) -> np.ndarray:

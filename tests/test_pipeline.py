@@ -384,7 +384,7 @@ def test_auto_plan_computes_fewer_pixels_than_any_fixed_tile_that_fits(tiny_mode
     h, w = 512, 768
 
     def fits(rows: int, cols: int) -> bool:
-        return up.tile_bytes(rows, cols, w, 1.0) <= up.memory_budget
+        return up.tile_bytes(rows, cols, w, up.tiling_mode(1.0)) <= up.memory_budget
 
     margin = up.tile_margin(1.0)
 
@@ -408,7 +408,8 @@ def test_explicit_tiles_are_judged_by_the_memory_they_run_with(tiny_model_dir) -
     up = Upscaler(tiny_model_dir, device="cpu")
     h, w, tile = 96, 128, 32
     tiles = up.plan(h, w, tile, texture=1.0)
-    need = max(up.tile_bytes(t.context.height, t.context.width, w, 1.0, len(tiles)) for t in tiles)
+    mode = up.run_mode(1.0, len(tiles))
+    need = max(up.tile_bytes(t.context.height, t.context.width, w, mode) for t in tiles)
     one_pass = max(t.context.height * t.context.width for t in tiles) * up.bytes_per_lr_pixel()
     assert need != one_pass
     up.memory_limit = need
