@@ -99,7 +99,9 @@ def example_inputs(model: LarsrModel, lr_size: int = 16) -> dict[str, tuple[torc
         cond, start = model.lar.condition(xc)
     hp = wp = 2 * lr_size // k
     indices = torch.randint(0, cfg.codebook_size, (1, 2 * lr_size, 2 * lr_size))
-    past = [torch.randn_like(a) for pair in model.lar.empty_cache(1, hp, wp) for a in pair]
+    # A prefix of 3 filled positions: the traced graph must not bake in the cache's full length.
+    prefix = model.lar.cache_prefix(model.lar.empty_cache(1, hp, wp), 3)
+    past = [torch.randn_like(a) for pair in prefix for a in pair]
     prev = torch.randint(0, cfg.codebook_size, (1, hp, wp))
     t = torch.tensor([3], dtype=torch.int64)
     assert xc.shape[-1] == lr_size * s
@@ -134,7 +136,7 @@ GRAPH_SPECS: dict[str, dict[str, Any]] = {
             "cond": {1: "hp", 2: "wp"},
             "start": {1: "hp", 2: "wp"},
             "logits": {1: "hp", 2: "wp"},
-            "new_kv": {2: "patches"},
+            "new_kv": {4: "patches"},
         },
     },
     "lar_full": {
@@ -163,7 +165,7 @@ def export_graph(model: LarsrModel, name: str, path: Path) -> Path:
     if name == "lar_step":
         past = past_names(model.cfg.lar_layers)
         input_names += past
-        dynamic.update({p: {0: "patches"} for p in past})
+        dynamic.update({p: {0: "filled", 3: "patches"} for p in past})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape-to-int conversions are expected
         torch.onnx.export(

@@ -189,16 +189,17 @@ def test_lar_step_and_full_match_torch(sessions, tiny_torch_model, h, w):
         idx = torch.randint(0, m.cfg.codebook_size, (1, 2 * h, 2 * w))
         full = m.lar(xc, idx)
         hp, wp = 2 * h // 4, 2 * w // 4
-        past = [tuple(torch.randn_like(a) for a in pair) for pair in m.lar.empty_cache(1, hp, wp)]
-        past_feeds = {
-            f"past_{kind}_{i}": a.numpy()
-            for i, pair in enumerate(past)
-            for kind, a in zip("kv", pair, strict=True)
-        }
+        cache = [tuple(torch.randn_like(a) for a in pair) for pair in m.lar.empty_cache(1, hp, wp)]
         prev = torch.randint(0, m.cfg.codebook_size, (1, hp, wp))
         for t in (0, 7, 15):
             tt = torch.tensor([t])
+            past = m.lar.cache_prefix(cache, t)
             logits, kv = m.lar.step(prev, tt, cond, start, past)
+            past_feeds = {
+                f"past_{kind}_{i}": a.numpy()
+                for i, pair in enumerate(past)
+                for kind, a in zip("kv", pair, strict=True)
+            }
             feeds = {"prev_code": prev.numpy(), "t": tt.numpy(), "cond": cond.numpy(), "start": start.numpy()}
             logits_onnx, kv_onnx = sessions["lar_step"].run(None, {**feeds, **past_feeds})
             assert logits_onnx.shape == (1, hp, wp, m.cfg.codebook_size)
@@ -240,7 +241,7 @@ def test_cached_steps_equal_teacher_forced_forward(tiny_torch_model):
         steps = []
         for t in range(positions):
             prev = seq[..., t - 1] if t else torch.zeros_like(seq[..., 0])
-            logits, kv = m.lar.step(prev, torch.tensor([t]), cond, start, cache)
+            logits, kv = m.lar.step(prev, torch.tensor([t]), cond, start, m.lar.cache_prefix(cache, t))
             m.lar.write_cache(cache, kv, t)
             steps.append(logits.reshape(n, hp, wp, -1))
         stepped = m.lar.from_patches(torch.stack(steps, dim=3))
@@ -274,25 +275,35 @@ def test_tampered_graph_is_refused(tiny_model_dir, tmp_path):
         load_manifest(bad)
 
 
-def test_step_graph_without_its_cache_layout_mark_is_refused(tiny_model_dir, tmp_path):
-    """A step graph from an earlier export reads its keys transposed, with the same input shapes
-    whenever d == T: only the mark tells them apart, so an unmarked one is one clear error."""
+@pytest.mark.parametrize(
+    "mark, message",
+    [(None, "no cache-layout mark.*re-export"), ("P,heads,T,d", "layout 'P,heads,T,d'.*re-export")],
+)
+def test_step_graph_of_another_cache_layout_is_refused(tiny_model_dir, tmp_path, mark, message):
+    """A step graph from an earlier export reads its cache in another layout (unmarked: keys
+    transposed, with the same input shapes whenever d == T; 'P,heads,T,d': the whole masked cache,
+    whose input ranks match this one's only by accident of a reshape): fed this runtime's cache it
+    would compute nonsense or fail mid-run, so it is one clear error at load instead."""
     import onnx
 
+    from larsr_cli.arch.lar import CACHE_LAYOUT, CACHE_LAYOUT_KEY
     from larsr_cli.pipeline import Upscaler
 
     folder = tmp_path / "old-export"
     shutil.copytree(tiny_model_dir, folder)
     step = onnx.load(str(folder / "lar_step.onnx"))
-    assert {p.key: p.value for p in step.metadata_props}.get("larsr.cache_layout") == "P,heads,T,d"
+    assert {p.key: p.value for p in step.metadata_props}.get(CACHE_LAYOUT_KEY) == CACHE_LAYOUT
     del step.metadata_props[:]
+    if mark is not None:
+        onnx.helper.set_model_props(step, {CACHE_LAYOUT_KEY: mark})
     onnx.save(step, str(folder / "lar_step.onnx"))
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["graphs"]["lar_step"]["sha256"] = sha256_of(folder / "lar_step.onnx")
     manifest["graphs"]["lar_step"]["bytes"] = (folder / "lar_step.onnx").stat().st_size
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="cache-layout mark.*re-export"):
+    with pytest.raises(ModelError, match=message) as caught:
         Upscaler(folder, device="cpu")
+    assert "\n" not in str(caught.value)
 
 
 def test_config_round_trips_through_manifest(tiny_model_dir, tiny_torch_model):

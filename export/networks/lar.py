@@ -132,38 +132,35 @@ class LARAttnLayer(nn.Module):
         return x + self.mlp(self.norm_mlp(x))
 
     def step(
-        self, x: torch.Tensor, t: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One position for every patch.
 
-        ``x`` is ``(N, Hp, Wp, C)`` at position ``t``. ``past_k`` and ``past_v`` are both ``(P,
-        heads, T, d)`` with ``P = N*Hp*Wp``: attention is two batched matmuls that read the cache
-        in place (keys as ``K @ q``), and the runtime stores a position as blocks of ``d`` floats
-        (keys laid ``(P, heads, d, T)`` made that one float per cache line, 8% of a 256 px run).
-        Only entries before ``t`` are used; the current position's key/value enter through the
-        (small) score tensor instead of a copy of the cache, and are returned ``(P, heads, d)``
-        for the caller to write into the cache.
+        ``x`` is ``(N, Hp, Wp, C)`` at position ``t``; ``past_k`` and ``past_v`` are the first
+        ``t`` positions of the cache, both ``(t, heads, d, P)`` with ``P = N*Hp*Wp``. Time leads
+        so that the runtime hands onnxruntime the filled prefix of its cache as a view and
+        attention reads only the ``t`` positions there are (no mask, no empty slots); patches are
+        last so that every attention op is a long vectorised sweep (onnxruntime ran the
+        ``(P, heads, T, d)`` layout's batched 16x12 matmuls call-bound), and the two layout
+        changes are plain 2-D transposes (a ``(.., P, heads)`` order cost 40% of the step in
+        Transpose). Softmax is written out because onnxruntime's transposes for a leading axis.
+        Returns the new state and this position's keys and values ``(2, heads, d, P)``, for the
+        caller to write into the cache at ``t`` (block copies).
         """
         n, hp, wp, c = x.shape
         heads = self.heads
         d = c // heads
-        q, k_new, v_new = self.qkv(self.norm_attn(x)).reshape(-1, 3, heads, d).unbind(1)  # (P, h, d)
-        q = q * (1.0 / math.sqrt(d))
-        # Cached positions from t on are masked by adding -inf from a (T,) vector, and the current
-        # position's score rides along as one extra column: full-size Where ops over the
-        # (P, h, T) scores cost more than the two batched matmuls themselves in onnxruntime
-        # (benchmarks/results/speed.md, attention rewrite).
-        positions = torch.arange(past_k.shape[2], device=x.device)
-        mask = torch.where(positions < t, 0.0, float("-inf"))
-        scores = torch.matmul(past_k, q.unsqueeze(-1)).squeeze(-1) + mask  # (P, h, T)
-        score_now = (q * k_new).sum(-1, keepdim=True)
-        weights = torch.softmax(torch.cat([scores, score_now], dim=-1), dim=-1)
-        past_out = torch.matmul(weights[..., :-1].unsqueeze(2), past_v).squeeze(2)
-        att = (past_out + weights[..., -1:] * v_new).reshape(n, hp, wp, c)
-        x = x + self.proj(att)
+        qkv = self.qkv(self.norm_attn(x)).reshape(-1, 3 * c).t().reshape(3, heads, d, -1)
+        q = qkv[0] * (1.0 / math.sqrt(d))
+        kv_new = qkv[1:]
+        scores = torch.cat([(past_k * q).sum(2), (kv_new[0] * q).sum(1).unsqueeze(0)], 0)  # (t+1, h, P)
+        e = torch.exp(scores - scores.amax(0, keepdim=True))
+        weights = e / e.sum(0, keepdim=True)
+        att = (weights[:-1].unsqueeze(2) * past_v).sum(0) + weights[-1].unsqueeze(1) * kv_new[1]  # (h, d, P)
+        x = x + self.proj(att.reshape(c, -1).t().reshape(n, hp, wp, c))
         if self.mix:
             x = self._mix_patches(x.unsqueeze(3)).squeeze(3)
-        return x + self.mlp(self.norm_mlp(x)), k_new, v_new
+        return x + self.mlp(self.norm_mlp(x)), kv_new
 
 
 class LARModule(nn.Module):
@@ -231,32 +228,36 @@ class LARModule(nn.Module):
 
         ``prev_code`` ``(N, Hp, Wp)`` int64 (ignored at t=0), ``t`` int64 ``[1]``, ``cond``
         ``(N, Hp, Wp, T, C)``, ``start`` ``(N, Hp, Wp, C)``, ``past`` one ``(keys, values)`` pair per
-        layer as made by ``empty_cache``. Returns logits ``(N, Hp, Wp, n_codes)`` (code axis last:
-        the runtime views them as rows for numpy's draw; a final Reshape in the graph copied the
-        step's largest output) and ``new_kv`` ``(L, 2, N*Hp*Wp, heads, d)``; ``write_cache``
-        stores it.
+        layer: the first ``t`` positions of ``empty_cache``'s tensors (``cache_prefix``). Returns
+        logits ``(N, Hp, Wp, n_codes)`` (code axis last: the runtime views them as rows for
+        numpy's draw; a final Reshape in the graph copied the step's largest output) and
+        ``new_kv`` ``(L, 2, heads, d, N*Hp*Wp)``; ``write_cache`` stores it.
         """
         embedded = self.code_embed(prev_code)
         x = torch.where((t == 0).view(1, 1, 1, 1), start, embedded)
         x = x + torch.index_select(cond, 3, t).squeeze(3) + torch.index_select(self.pos_embed, 0, t)
         new_kv = []
         for layer, (past_k, past_v) in zip(self.layers, past, strict=True):
-            x, k_new, v_new = layer.step(x, t, past_k, past_v)
-            new_kv.append(torch.stack([k_new, v_new]))
+            x, kv = layer.step(x, past_k, past_v)
+            new_kv.append(kv)
         return self.head(self.norm_out(x)), torch.stack(new_kv)
 
     def empty_cache(self, n: int, hp: int, wp: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer: keys and values ``(P, heads, T, d)``, ``P = n*hp*wp`` (the runtime's CACHE_LAYOUT)."""
+        """Per layer: keys and values ``(T, heads, d, P)``, ``P = n*hp*wp`` (the runtime's CACHE_LAYOUT)."""
         ch, positions = self.code_embed.embedding_dim, self.positions
         heads = self.layers[0].heads
-        d = ch // heads
-        p = n * hp * wp
-        return [
-            (torch.zeros(p, heads, positions, d), torch.zeros(p, heads, positions, d)) for _ in self.layers
-        ]
+        shape = (positions, heads, ch // heads, n * hp * wp)
+        return [(torch.zeros(shape), torch.zeros(shape)) for _ in self.layers]
+
+    @staticmethod
+    def cache_prefix(
+        past: list[tuple[torch.Tensor, torch.Tensor]], t: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The positions before ``t``: what ``step`` reads."""
+        return [(keys[:t], values[:t]) for keys, values in past]
 
     @staticmethod
     def write_cache(past: list[tuple[torch.Tensor, torch.Tensor]], new_kv: torch.Tensor, t: int) -> None:
         for (keys, values), kv in zip(past, new_kv, strict=True):
-            keys[:, :, t] = kv[0]
-            values[:, :, t] = kv[1]
+            keys[t] = kv[0]
+            values[t] = kv[1]

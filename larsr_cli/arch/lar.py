@@ -3,8 +3,9 @@
 Four graphs: ``coarse`` (LR -> coarse HR image), ``condition`` (coarse image -> per-patch
 condition vectors and start tokens), ``lar_step`` (one autoregressive step for all patches at
 once, with a key/value cache) and ``decoder`` (code map + coarse image -> HR image). Only this
-module knows the cache layout (``past_k_{i}`` and ``past_v_{i}`` both (P, heads, T, d), named in
-the step graph's metadata) and the index grid (``index_stride`` cells per LR pixel).
+module knows the cache layout (``past_k_{i}`` and ``past_v_{i}`` both (t, heads, d, P): the
+positions filled so far, named in the step graph's metadata) and the index grid
+(``index_stride`` cells per LR pixel).
 """
 
 from __future__ import annotations
@@ -17,19 +18,16 @@ import numpy as np
 
 from ..errors import ModelError
 from ..fields import read_int, read_number
-from ..parallel import for_row_blocks
 from ..sampler import Sampler
 from ..tiling import Box
 from .base import Architecture, ArchSpec, TileStepHook
 
-#: The step graph's key/value layout, as its ONNX metadata names it. A graph exported before the
-#: mark (keys (P, heads, d, T)) has the same input shapes whenever d == T, so only the mark can
-#: tell the two apart; an unmarked graph is refused instead of fed a transposed cache.
+#: The step graph's key/value layout, as its ONNX metadata names it: time first and only the
+#: filled prefix fed (a view of the cache, no copy), patches and heads last. Earlier graphs took
+#: the whole (P, heads, T, d) cache with a mask, or (unmarked) keys as (P, heads, d, T); shapes
+#: alone cannot always tell layouts apart, so a graph without this mark is refused.
 CACHE_LAYOUT_KEY = "larsr.cache_layout"
-CACHE_LAYOUT = "P,heads,T,d"
-
-# Patches per job of a threaded cache write (2 layers x 2 x 4096 x 48 floats: 3 MB).
-CACHE_ROWS_PER_JOB = 4096
+CACHE_LAYOUT = "prefix:T,heads,d,P"
 
 
 @dataclass(frozen=True)
@@ -106,25 +104,20 @@ class LarSR(Architecture):
     def steps(self, texture: float) -> int:
         return self.spec.positions if texture > 0 else 1
 
-    def _empty_cache(self, patches: int) -> dict[str, np.ndarray]:
+    def _empty_cache(self, patches: int) -> np.ndarray:
+        """(layers, keys/values, T, heads, d, P): position ``t`` of a layer's keys is one
+        contiguous block, and so is every prefix ``[:t]`` the step graph reads."""
         s = self.spec
-        d, t = s.features // s.heads, s.positions
-        past = {}
-        for layer in range(s.layers):
-            past[f"past_k_{layer}"] = np.zeros((patches, s.heads, t, d), dtype=np.float32)
-            past[f"past_v_{layer}"] = np.zeros((patches, s.heads, t, d), dtype=np.float32)
-        return past
+        d = s.features // s.heads
+        return np.zeros((s.layers, 2, s.positions, s.heads, d, patches), dtype=np.float32)
 
-    def _write_cache(self, past: dict[str, np.ndarray], new_kv: np.ndarray, t: int) -> None:
-        """Store position ``t``'s keys and values (P, h, T, d) in place, as blocks of d floats,
-        split over patches and threads (the copy releases the GIL)."""
-
-        def job(rows: slice) -> None:
-            for layer in range(self.spec.layers):
-                past[f"past_k_{layer}"][rows, :, t] = new_kv[layer, 0, rows]
-                past[f"past_v_{layer}"][rows, :, t] = new_kv[layer, 1, rows]
-
-        for_row_blocks(job, new_kv.shape[2], CACHE_ROWS_PER_JOB, self.workers)
+    def _past_feeds(self, cache: np.ndarray, t: int) -> dict[str, np.ndarray]:
+        """The first ``t`` positions of every layer's keys and values, as views."""
+        feeds = {}
+        for layer in range(self.spec.layers):
+            feeds[f"past_k_{layer}"] = cache[layer, 0, :t]
+            feeds[f"past_v_{layer}"] = cache[layer, 1, :t]
+        return feeds
 
     def draw_codes(
         self, xc: np.ndarray, index_box: Box, sampler: Sampler, on_step: TileStepHook | None = None
@@ -133,16 +126,16 @@ class LarSR(Architecture):
         cond, start = self.sessions["condition"].run(None, {"xc": xc})
         _, hp, wp = cond.shape[:3]
         k, positions = self.spec.patch_size, self.spec.positions
-        past = self._empty_cache(hp * wp)
-        feeds = {"cond": cond, "start": start, **past}
+        cache = self._empty_cache(hp * wp)
+        feeds = {"cond": cond, "start": start}
         indices = np.zeros((1, hp * k, wp * k), dtype=np.int64)
         draw = sampler.tile(index_box, k)
         prev = np.zeros((1, hp, wp), dtype=np.int64)
         step = self.sessions["lar_step"]
         for t in range(positions):
             feeds["prev_code"], feeds["t"] = prev, np.array([t], dtype=np.int64)
-            logits, new_kv = step.run(None, feeds)
-            self._write_cache(past, new_kv, t)
+            logits, new_kv = step.run(None, {**feeds, **self._past_feeds(cache, t)})
+            cache[:, :, t] = new_kv  # four block copies
             dy, dx = divmod(t, k)
             prev = draw(logits.reshape(hp * wp, -1), t).reshape(1, hp, wp)
             indices[0, dy::k, dx::k] = prev[0]
