@@ -189,14 +189,18 @@ class LarSR(Architecture):
         return cache + cond + hr_maps + 1024
 
     def structure_bytes_per_lr_pixel(self) -> int:
-        """The coarse net alone: its full-resolution feature maps (5.6 KB estimated for larsr-x4,
-        4.1 KB measured: peak RSS slope between 256 and 512 px inputs at ``--texture 0``)."""
-        return 3 * self.scale**2 * self.spec.coarse_up_features * 4 + 1024
+        """The coarse net alone: four of its full-resolution feature maps are alive at its peak
+        (7.2 KB estimated for larsr-x4; peak RSS over the run, sampled every millisecond, was
+        5.4-7.0 KB per LR px, more for larger and wider inputs: 7.0 KB at 200x700. Three maps,
+        the earlier estimate, let structure strips overrun the budget: a 4096 px output peaked
+        at 1435-1500 MiB, in the structure pass; 1203 MiB with four)."""
+        return 4 * self.scale**2 * self.spec.coarse_up_features * 4 + 1024
 
     def texture_bytes_per_lr_pixel(self) -> int:
         """Condition, LAR steps and decoder on a given structure image: the cache and condition
-        vectors held through the steps, with 70% on top for onnxruntime's per-step buffers and the
-        decoder (7.7 KB estimated for larsr-x4; the whole one-pass chain measured 6.4 KB)."""
+        vectors held through the steps, with 70% on top for onnxruntime's per-step buffers (the
+        attention products over the filled cache among them) and the decoder. 7.7 KB estimated
+        for larsr-x4, 7.2 KB measured (peak RSS slope over 128-384 px contexts)."""
         s = self.spec
         cells = s.index_stride**2
         held = cells * s.layers * 2 * s.features * 4 + cells * s.features * 4
