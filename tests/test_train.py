@@ -88,3 +88,32 @@ def test_later_stages_train_on_top_of_the_coarse_net(photos_dir: Path, tmp_path:
     assert saved_step(run / f"{stage}_state.pt") == 2
     # Without --joint-coarse the coarse net is frozen in the later stages.
     assert all(torch.equal(v, coarse_before[k]) for k, v in coarse_weights(run).items())
+
+
+def test_graft_puts_one_runs_coarse_net_under_anothers_texture_stages(tmp_path: Path):
+    """The texture stages read the coarse *image*, so a faster coarse net can take them over: the
+    graft keeps every weight of both sources exactly, with the coarse shape in its config, and an
+    existing output (a run to resume) is never overwritten."""
+    from export.graft import main as graft_main
+    from export.model import LarsrModel, save_checkpoint
+
+    texture = LarsrModel.from_name("tiny", seed=0)
+    torch.manual_seed(1)
+    coarse = LarsrModel(texture.cfg.with_overrides(coarse_features=texture.cfg.coarse_features + 8))
+    save_checkpoint(tmp_path / "texture.pt", texture)
+    save_checkpoint(tmp_path / "coarse.pt", coarse)
+    out = tmp_path / "run" / "model.pt"
+    args = ["--texture", str(tmp_path / "texture.pt"), "--coarse", str(tmp_path / "coarse.pt")]
+    args += ["--out", str(out)]
+    graft_main(args)
+    model, extra = load_checkpoint(out)
+    assert model.cfg.coarse_features == coarse.cfg.coarse_features
+    assert model.cfg.with_overrides(coarse_features=texture.cfg.coarse_features) == texture.cfg
+    for part, source in (("coarse", coarse), ("vqvae", texture), ("lar", texture)):
+        mine, theirs = getattr(model, part).state_dict(), getattr(source, part).state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs), part
+    assert extra["graft"]["coarse"].endswith("coarse.pt")
+    before = out.read_bytes()
+    with pytest.raises(SystemExit, match="exists"):
+        graft_main(args)
+    assert out.read_bytes() == before
