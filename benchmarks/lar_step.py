@@ -64,8 +64,8 @@ def measure(checkpoint: str | None, config: str, size: int, repeats: int, thread
             "start": rng.random((1, hp, hp, cfg.lar_features), dtype=np.float32),
         }
         # The model's own layout, half filled (a step reads the positions before it).
-        full = model.lar.empty_cache(1, hp, hp)
-        cache = [a for pair in model.lar.cache_prefix(full, positions // 2) for a in pair]
+        blank = model.lar.empty_cache(1, hp, hp)
+        cache = [a for pair in model.lar.cache_prefix(blank, positions // 2) for a in pair]
         for name, empty in zip(past_names(cfg.lar_layers), cache, strict=True):
             feeds[name] = rng.random(tuple(empty.shape), dtype=np.float32)
         cached = _time(lambda: step.run(None, feeds), repeats)
