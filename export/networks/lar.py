@@ -143,7 +143,7 @@ class LARAttnLayer(nn.Module):
         last so that every attention op is a long vectorised sweep (onnxruntime ran the
         ``(P, heads, T, d)`` layout's batched 16x12 matmuls call-bound), and the two layout
         changes are plain 2-D transposes (a ``(.., P, heads)`` order cost 40% of the step in
-        Transpose). Softmax is written out because onnxruntime's transposes for a leading axis.
+        Transpose). Softmax is written out: onnxruntime's Softmax transposes for a leading axis.
         Returns the new state and this position's keys and values ``(2, heads, d, P)``, for the
         caller to write into the cache at ``t`` (block copies).
         """

@@ -23,7 +23,7 @@ from ..tiling import Box
 from .base import Architecture, ArchSpec, TileStepHook
 
 #: The step graph's key/value layout, as its ONNX metadata names it: time first and only the
-#: filled prefix fed (a view of the cache, no copy), patches and heads last. Earlier graphs took
+#: filled prefix fed (a view of the cache, no copy), patches last. Earlier graphs took
 #: the whole (P, heads, T, d) cache with a mask, or (unmarked) keys as (P, heads, d, T); shapes
 #: alone cannot always tell layouts apart, so a graph without this mark is refused.
 CACHE_LAYOUT_KEY = "larsr.cache_layout"
