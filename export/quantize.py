@@ -339,7 +339,7 @@ def check_floor(
     fp32 = Upscaler(folder, device="cpu", precision="fp32")
     int8 = Upscaler(folder, device="cpu", precision="fp32")
     for role, path in int8_files.items():  # the architecture reads the shared dict on every call
-        int8.sessions[role] = open_session(path, int8.device, None)
+        int8.sessions[role] = open_session(path, int8.device, None, role in int8.arch.arena_roles)
     int8.precision = INT8
     temperature, texture = fp32.default_temperature, fp32.default_texture
     metrics: dict[str, Any] = {

@@ -78,7 +78,7 @@ class Upscaler:
         self.threads = threads
         arch_class = self.manifest.architecture_class
         self.sessions = {
-            role: open_session(self.folder / graph.file, self.device, threads)
+            role: open_session(self.folder / graph.file, self.device, threads, role in arch_class.arena_roles)
             for role, graph in graph_files(self.manifest, self.precision).items()
         }
         self.arch: Architecture = arch_class(

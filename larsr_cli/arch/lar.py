@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ModelError
 from ..fields import read_int, read_number
 from ..sampler import Sampler
+from ..sessions import shrink_arena_options
 from ..tiling import Box
 from .base import Architecture, ArchSpec, TileStepHook
 
@@ -53,6 +54,7 @@ class LarSR(Architecture):
     graph_roles = ("coarse", "condition", "lar_step", "decoder")
     stages = ("coarse", "condition", "lar", "decoder")
     structure_stages = ("coarse",)
+    arena_roles = ("lar_step",)
     spec: LarSpec
 
     @classmethod
@@ -134,7 +136,9 @@ class LarSR(Architecture):
         step = self.sessions["lar_step"]
         for t in range(positions):
             feeds["prev_code"], feeds["t"] = prev, np.array([t], dtype=np.int64)
-            logits, new_kv = step.run(None, {**feeds, **self._past_feeds(cache, t)})
+            last = t == positions - 1  # the tile's last step empties the step's arena
+            run_options = shrink_arena_options() if last else None
+            logits, new_kv = step.run(None, {**feeds, **self._past_feeds(cache, t)}, run_options)
             cache[:, :, t] = new_kv  # four block copies
             dy, dx = divmod(t, k)
             prev = draw(logits.reshape(hp * wp, -1), t).reshape(1, hp, wp)
