@@ -249,7 +249,7 @@ def upscale(
         precision=precision,  # on Ray too: an int8 request on a model without int8 fails here, once
     )
     upscaler.check_scale(scale)  # once, not as one failure per image of the batch
-    temperature_used = upscaler.default_temperature if temperature is None else temperature
+    temperature_used = upscaler.resolve_temperature(temperature)
     texture_used = upscaler.resolve_texture(texture)
     settings = RenderSettings(
         temperature=temperature_used,

@@ -81,9 +81,7 @@ class Upscaler:
             role: open_session(self.folder / graph.file, self.device, threads, role in arch_class.arena_roles)
             for role, graph in graph_files(self.manifest, self.precision).items()
         }
-        self.arch: Architecture = arch_class(
-            self.manifest.spec, self.manifest.scale, self.sessions, workers=resolve_threads(threads)
-        )
+        self.arch: Architecture = arch_class(self.manifest.spec, self.manifest.scale, self.sessions)
 
     @classmethod
     def from_pretrained(cls, model: str = "larsr-x4", **kwargs: object) -> Upscaler:

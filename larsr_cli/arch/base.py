@@ -54,13 +54,11 @@ class Architecture(ABC):
     #: empties it on a tile's last run (``sessions.shrink_arena_options``).
     arena_roles: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any], workers: int = 1) -> None:
+    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any]) -> None:
         self.spec = spec
         self.scale = scale
         # The caller's dict, read on every call: a profiler may swap an entry for a timing proxy.
         self.sessions = sessions
-        #: Threads for the numpy work between graph runs (``larsr_cli.parallel``).
-        self.workers = max(1, int(workers))
 
     @classmethod
     @abstractmethod

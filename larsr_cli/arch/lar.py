@@ -94,8 +94,8 @@ class LarSR(Architecture):
             ),
         )
 
-    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any], workers: int = 1) -> None:
-        super().__init__(spec, scale, sessions, workers)
+    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any]) -> None:
+        super().__init__(spec, scale, sessions)
         check_cache_layout(sessions["lar_step"])
 
     # -- stages -----------------------------------------------------------------------------------
@@ -194,17 +194,18 @@ class LarSR(Architecture):
 
     def structure_bytes_per_lr_pixel(self) -> int:
         """The coarse net alone: four of its full-resolution feature maps are alive at its peak
-        (7.2 KB estimated for larsr-x4; peak RSS over the run, sampled every millisecond, was
-        5.4-7.0 KB per LR px, more for larger and wider inputs: 7.0 KB at 200x700. Three maps,
-        the earlier estimate, let structure strips overrun the budget: a 4096 px output peaked
-        at 1435-1500 MiB, in the structure pass; 1203 MiB with four)."""
+        (round 4's 24-channel head: 7.2 KB estimated, 5.4-7.0 KB per LR px measured as peak RSS
+        sampled every millisecond, more for larger and wider inputs; with three maps, the earlier
+        estimate, its structure strips overran the budget and a 4096 px output peaked at
+        1435-1500 MiB, 1203 MiB with four. larsr-x4 round 5, 16 channels: 5.1 KB estimated,
+        2.5-3.7 KB measured)."""
         return 4 * self.scale**2 * self.spec.coarse_up_features * 4 + 1024
 
     def texture_bytes_per_lr_pixel(self) -> int:
         """Condition, LAR steps and decoder on a given structure image: the cache and condition
         vectors held through the steps, with 70% on top for onnxruntime's per-step buffers (the
         attention products over the filled cache among them) and the decoder. 7.7 KB estimated
-        for larsr-x4, 7.2 KB measured (peak RSS slope over 128-384 px contexts)."""
+        for larsr-x4, 6.9 KB measured (peak RSS slope over 128-384 px contexts)."""
         s = self.spec
         cells = s.index_stride**2
         held = cells * s.layers * 2 * s.features * 4 + cells * s.features * 4
