@@ -14,6 +14,7 @@ against it before a single graph is loaded.
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,10 +315,24 @@ def read_manifest(folder: Path) -> Manifest:
     return read_manifest_file(path, where=str(path))
 
 
+def _decode_json(text: str) -> Any:
+    """``json.loads`` with the garbage collector paused: a manifest nested deep enough to hit the
+    recursion limit could otherwise trigger a collection whose finalizers (of anything garbage
+    in the process) run at that depth, fail, and print "Exception ignored ... Traceback" beside
+    the one-line error (seen once in CI on a 100000-deep array)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return json.loads(text)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def read_manifest_file(path: Path, where: str) -> Manifest:
     """Decode and validate one manifest file; errors name ``where`` (a path or a Hub reference)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = _decode_json(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
         raise ModelError(f"{where}: not a larsr model (unreadable {MANIFEST_NAME}: {exc})") from None
     return parse_manifest(data, where=where)
