@@ -44,6 +44,10 @@ class LarsrConfig:
     lar_heads: int = 4
     # First layers that mix neighbouring patches (3x3 conv); each one widens the tile margin.
     lar_mix_layers: int = 1
+    # Codes drawn per autoregressive step: 2 halves the steps (and the cache, and the LAR's tile
+    # margin); a step's codes sit half a patch apart (positions s and s + k*k/2, two index rows),
+    # so they are drawn independently of each other as neighbouring patches' codes already are.
+    lar_codes_per_step: int = 1
     cond_features: int = 32
     # Resolution of the condition U-Net's first level, in HR pixels per cell: 2 runs it on the index
     # grid (the first models), 4 on the LR grid, a quarter of the FLOPs; the LAR module needs the

@@ -58,5 +58,5 @@ def measure(model: LarsrModel) -> dict[str, int]:
     out[..., c * s : (c + 1) * s, c * s : (c + 1) * s].sum().backward()
     decoder = max(_radius(xc.grad[0], s, c), _radius(quant.grad[0], 2, c))
 
-    lar = k * k * cfg.lar_mix_layers * lr_per_patch
+    lar = k * k // cfg.lar_codes_per_step * cfg.lar_mix_layers * lr_per_patch
     return {"coarse": coarse, "condition": condition, "lar": lar, "decoder": decoder}

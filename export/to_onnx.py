@@ -45,10 +45,12 @@ class CoarseGraph(nn.Module):
 class ConditionGraph(nn.Module):
     def __init__(self, model: LarsrModel) -> None:
         super().__init__()
-        self.condition = model.lar.condition
+        self.lar = model.lar
 
     def forward(self, xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.condition(xc)
+        """Per-token condition (``token_condition``: the step graph's ``cond``) and start feature."""
+        cond, start = self.lar.condition(xc)
+        return self.lar.token_condition(cond), start
 
 
 class StepGraph(nn.Module):
@@ -97,12 +99,14 @@ def example_inputs(model: LarsrModel, lr_size: int = 16) -> dict[str, tuple[torc
     with torch.no_grad():
         xc = model.coarse(lr)
         cond, start = model.lar.condition(xc)
+        cond = model.lar.token_condition(cond)
     hp = wp = 2 * lr_size // k
     indices = torch.randint(0, cfg.codebook_size, (1, 2 * lr_size, 2 * lr_size))
     # A prefix of 3 filled positions: the traced graph must not bake in the cache's full length.
     prefix = model.lar.cache_prefix(model.lar.empty_cache(1, hp, wp), 3)
     past = [torch.randn_like(a) for pair in prefix for a in pair]
-    prev = torch.randint(0, cfg.codebook_size, (1, hp, wp))
+    codes_shape = (1, hp, wp) if cfg.lar_codes_per_step == 1 else (1, hp, wp, cfg.lar_codes_per_step)
+    prev = torch.randint(0, cfg.codebook_size, codes_shape)
     t = torch.tensor([3], dtype=torch.int64)
     assert xc.shape[-1] == lr_size * s
     return {
@@ -203,6 +207,7 @@ def build_manifest(
         heads=cfg.lar_heads,
         features=cfg.lar_features,
         coarse_up_features=cfg.coarse_up_features,
+        codes_per_step=cfg.lar_codes_per_step,
         default_temperature=default_temperature,
         default_texture=float(extra.get("default_texture", 1.0)),
     )

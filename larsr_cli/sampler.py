@@ -100,7 +100,8 @@ def sample_codes(
     return codes
 
 
-# A tile's drawing rule: (logits (P, K) of all patches at one step, step t) -> codes (P,).
+# A tile's drawing rule: (logits (P, K) of all patches at one patch position t, t) -> codes (P,);
+# a LAR step that draws several positions calls it once per position.
 TileDraw = Callable[[np.ndarray, int], np.ndarray]
 
 

@@ -97,6 +97,7 @@ def test_v1_shipped_model_reads(tmp_path: Path) -> None:
         (lambda d: d["graphs"]["coarse"].update(file=d["graphs"]["decoder"]["file"]), "different file"),
         (lambda d: d["spec"].update(heads=5), "multiple of spec.heads"),
         (lambda d: d["spec"].update(patch_size="four"), "spec.patch_size must be an integer"),
+        (lambda d: d["spec"].update(codes_per_step=3), "codes_per_step .3. must divide the 16 positions"),
         (lambda d: d.update(spec=[]), "spec must be an object"),
         (lambda d: d.update(format_version=3), "format_version 3"),
     ],
@@ -211,7 +212,7 @@ def test_on_step_hears_every_step_of_every_tile(upscaler: Upscaler, lr: np.ndarr
     heard: list[Step] = []
     upscaler.upscale_array(lr, seed=1, tile=16, on_step=heard.append)
     tiles = len(upscaler.plan(H, W, 16))
-    positions = upscaler.manifest.spec.patch_size**2
+    positions = upscaler.manifest.spec.tokens
     assert len(heard) == tiles * positions
     assert [s.done for s in heard] == list(range(1, tiles * positions + 1))
     assert {s.total for s in heard} == {tiles * positions}
@@ -230,7 +231,7 @@ def test_speed_harness_times_every_stage_without_changing_pixels(upscaler: Upsca
     with instrumented(upscaler) as (tally, counts):
         timed = upscaler.upscale_array(lr, sampler=TimedSampler(resolve_sampler(1.0, 0), tally))
     assert np.array_equal(plain, timed)
-    positions = upscaler.manifest.spec.patch_size**2
+    positions = upscaler.manifest.spec.tokens
     assert counts["lar_step"] == positions and counts["coarse"] == counts["decoder"] == 1
     assert all(tally[k] > 0 for k in ("coarse", "condition", "lar_step", "decoder", "sampling"))
     # The proxies are gone afterwards: the architecture reads the real sessions again.

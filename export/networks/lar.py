@@ -164,24 +164,52 @@ class LARAttnLayer(nn.Module):
 
 
 class LARModule(nn.Module):
+    """Tokens, not positions, are the autoregressive steps: with ``lar_codes_per_step = c`` token
+    ``s`` of a patch carries the ``c`` positions ``s + j * T/c`` (``j < c``), embeds the codes of
+    token ``s - 1`` (one embedding table per slot, summed), reads the sum of its positions'
+    condition vectors and predicts its ``c`` codes from one state (``c`` heads side by side).
+    ``c = 1`` is the original one-code-per-step model with the same parameter names and shapes."""
+
     def __init__(self, cfg: LarsrConfig) -> None:
         super().__init__()
         ch, k = cfg.lar_features, cfg.patch_size
         self.patch = k
         self.n_codes = cfg.codebook_size
+        self.codes_per_step = cfg.lar_codes_per_step
+        if (k * k) % self.codes_per_step:
+            raise ValueError("lar_codes_per_step must divide patch_size**2")
         self.condition = ConditionEncoder(cfg)
-        self.code_embed = nn.Embedding(cfg.codebook_size, ch)
-        self.pos_embed = nn.Parameter(torch.zeros(k * k, ch))
+        self.code_embed = nn.Embedding(cfg.codebook_size * self.codes_per_step, ch)
+        self.pos_embed = nn.Parameter(torch.zeros(self.tokens, ch))
         nn.init.normal_(self.pos_embed, std=0.02)
         self.layers = nn.ModuleList(
             LARAttnLayer(ch, cfg.lar_heads, mix=i < cfg.lar_mix_layers) for i in range(cfg.lar_layers)
         )
         self.norm_out = nn.LayerNorm(ch)
-        self.head = nn.Linear(ch, cfg.codebook_size)
+        self.head = nn.Linear(ch, cfg.codebook_size * self.codes_per_step)
 
     @property
     def positions(self) -> int:
         return self.patch * self.patch
+
+    @property
+    def tokens(self) -> int:
+        """Autoregressive steps per patch."""
+        return self.positions // self.codes_per_step
+
+    def token_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        """Per-position condition ``(N, Hp, Wp, T, C)`` -> per token ``(N, Hp, Wp, T/c, C)``."""
+        if self.codes_per_step == 1:
+            return cond
+        n, hp, wp, _, c = cond.shape
+        return cond.reshape(n, hp, wp, self.codes_per_step, self.tokens, c).sum(3)
+
+    def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """``(..., c)`` codes of one token (``(...)`` when c = 1) -> the summed slot embeddings."""
+        if self.codes_per_step == 1:
+            return self.code_embed(codes)
+        offsets = torch.arange(self.codes_per_step, device=codes.device) * self.n_codes
+        return self.code_embed(codes + offsets).sum(-2)
 
     def to_patches(self, indices: torch.Tensor) -> torch.Tensor:
         """``(N, H, W)`` index map -> ``(N, Hp, Wp, T)`` sequences in raster order."""
@@ -209,11 +237,19 @@ class LARModule(nn.Module):
         """Teacher-forced logits ``(N, H, W, n_codes)`` for the index map ``(N, H, W)`` of ``xc``."""
         cond, start = self.condition(xc)
         seq = self.to_patches(indices)
-        prev = self.code_embed(seq[..., :-1])  # input at t is the code at t-1
-        x = torch.cat([start.unsqueeze(3), prev], dim=3) + cond + self.pos_embed
+        n, hp, wp, _ = seq.shape
+        c, tokens = self.codes_per_step, self.tokens
+        # Position s + j*tokens is slot j of token s: (N, Hp, Wp, tokens, c).
+        tok = seq.reshape(n, hp, wp, c, tokens).transpose(3, 4)
+        codes = tok[..., :-1, :] if c > 1 else tok[..., :-1, 0]
+        prev = self.embed_codes(codes)  # input at token s is the codes of token s-1
+        x = torch.cat([start.unsqueeze(3), prev], dim=3) + self.token_condition(cond) + self.pos_embed
         for layer in self.layers:
             x = layer(x)
-        logits = self.head(self.norm_out(x))
+        logits = self.head(self.norm_out(x))  # (N, Hp, Wp, tokens, c*K)
+        if c > 1:
+            logits = logits.reshape(n, hp, wp, tokens, c, self.n_codes).transpose(3, 4)
+            logits = logits.reshape(n, hp, wp, self.positions, self.n_codes)
         return self.from_patches(logits)
 
     def step(
@@ -224,29 +260,34 @@ class LARModule(nn.Module):
         start: torch.Tensor,
         past: list[tuple[torch.Tensor, torch.Tensor]],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits for position ``t`` of every patch, and this position's keys/values.
+        """Logits for token ``t`` of every patch, and this token's keys/values.
 
-        ``prev_code`` ``(N, Hp, Wp)`` int64 (ignored at t=0), ``t`` int64 ``[1]``, ``cond``
-        ``(N, Hp, Wp, T, C)``, ``start`` ``(N, Hp, Wp, C)``, ``past`` one ``(keys, values)`` pair per
-        layer: the first ``t`` positions of ``empty_cache``'s tensors (``cache_prefix``). Returns
-        logits ``(N, Hp, Wp, n_codes)`` (code axis last: the runtime views them as rows for
-        numpy's draw; a final Reshape in the graph copied the step's largest output) and
-        ``new_kv`` ``(L, 2, heads, d, N*Hp*Wp)``; ``write_cache`` stores it.
+        ``prev_code`` ``(N, Hp, Wp)`` int64, ``(N, Hp, Wp, c)`` with ``c`` codes per step (ignored
+        at t=0), ``t`` int64 ``[1]``, ``cond`` ``(N, Hp, Wp, tokens, C)`` (``token_condition``),
+        ``start`` ``(N, Hp, Wp, C)``, ``past`` one ``(keys, values)`` pair per layer: the first
+        ``t`` tokens of ``empty_cache``'s tensors (``cache_prefix``). Returns logits
+        ``(N, Hp, Wp, n_codes)``, ``(N, Hp, Wp, c, n_codes)`` with ``c`` codes per step (code
+        axis last: the runtime views them as rows for numpy's draw; a final Reshape in the graph
+        copied the step's largest output) and ``new_kv`` ``(L, 2, heads, d, N*Hp*Wp)``;
+        ``write_cache`` stores it.
         """
-        embedded = self.code_embed(prev_code)
+        embedded = self.embed_codes(prev_code)
         x = torch.where((t == 0).view(1, 1, 1, 1), start, embedded)
         x = x + torch.index_select(cond, 3, t).squeeze(3) + torch.index_select(self.pos_embed, 0, t)
         new_kv = []
         for layer, (past_k, past_v) in zip(self.layers, past, strict=True):
             x, kv = layer.step(x, past_k, past_v)
             new_kv.append(kv)
-        return self.head(self.norm_out(x)), torch.stack(new_kv)
+        logits = self.head(self.norm_out(x))
+        if self.codes_per_step > 1:
+            logits = logits.reshape(*logits.shape[:3], self.codes_per_step, self.n_codes)
+        return logits, torch.stack(new_kv)
 
     def empty_cache(self, n: int, hp: int, wp: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer: keys and values ``(T, heads, d, P)``, ``P = n*hp*wp`` (the runtime's CACHE_LAYOUT)."""
-        ch, positions = self.code_embed.embedding_dim, self.positions
+        """Per layer: keys and values ``(tokens, heads, d, P)``, ``P = n*hp*wp`` (CACHE_LAYOUT)."""
+        ch = self.code_embed.embedding_dim
         heads = self.layers[0].heads
-        shape = (positions, heads, ch // heads, n * hp * wp)
+        shape = (self.tokens, heads, ch // heads, n * hp * wp)
         return [(torch.zeros(shape), torch.zeros(shape)) for _ in self.layers]
 
     @staticmethod

@@ -41,12 +41,19 @@ class LarSpec(ArchSpec):
     features: int = 48
     # Width of the coarse net's HR feature maps: the largest arrays of a tile.
     coarse_up_features: int = 64
+    # Codes drawn per LAR step: token s of a patch carries positions s + j * tokens (j < this).
+    codes_per_step: int = 1
     default_temperature: float = 1.0
     default_texture: float = 1.0
 
     @property
     def positions(self) -> int:
         return self.patch_size**2
+
+    @property
+    def tokens(self) -> int:
+        """LAR steps per patch, and the length of its key/value cache."""
+        return self.positions // self.codes_per_step
 
 
 class LarSR(Architecture):
@@ -76,8 +83,17 @@ class LarSR(Architecture):
                 f"{where}: manifest {p('features')}features ({features}) must be a multiple of "
                 f"{p('heads')}heads ({heads})"
             )
+        patch_size = read_int(data, "patch_size", 1, 16, where, p("patch_size"))
+        codes_per_step = read_int(
+            data, "codes_per_step", 1, patch_size**2, where, p("codes_per_step"), default=1
+        )
+        if patch_size**2 % codes_per_step:
+            raise ModelError(
+                f"{where}: manifest {p('codes_per_step')}codes_per_step ({codes_per_step}) must divide "
+                f"the {patch_size**2} positions of a patch"
+            )
         return LarSpec(
-            patch_size=read_int(data, "patch_size", 1, 16, where, p("patch_size")),
+            patch_size=patch_size,
             codebook_size=read_int(data, "codebook_size", 2, 1 << 20, where, p("codebook_size")),
             index_stride=read_int(data, "index_stride", 1, 16, where, p("index_stride"), default=2),
             layers=layers,
@@ -86,6 +102,7 @@ class LarSR(Architecture):
             coarse_up_features=read_int(
                 data, "coarse_up_features", 1, 4096, where, p("coarse_up_features"), default=64
             ),
+            codes_per_step=codes_per_step,
             default_temperature=read_number(
                 data, "default_temperature", 0.0, 2.0, where, p("default_temperature")
             ),
@@ -104,14 +121,14 @@ class LarSR(Architecture):
         return self.sessions["coarse"].run(None, {"lr": lr})[0]
 
     def steps(self, texture: float) -> int:
-        return self.spec.positions if texture > 0 else 1
+        return self.spec.tokens if texture > 0 else 1
 
     def _empty_cache(self, patches: int) -> np.ndarray:
-        """(layers, keys/values, T, heads, d, P): position ``t`` of a layer's keys is one
+        """(layers, keys/values, tokens, heads, d, P): token ``t`` of a layer's keys is one
         contiguous block, and so is every prefix ``[:t]`` the step graph reads."""
         s = self.spec
         d = s.features // s.heads
-        return np.zeros((s.layers, 2, s.positions, s.heads, d, patches), dtype=np.float32)
+        return np.zeros((s.layers, 2, s.tokens, s.heads, d, patches), dtype=np.float32)
 
     def _past_feeds(self, cache: np.ndarray, t: int) -> dict[str, np.ndarray]:
         """The first ``t`` positions of every layer's keys and values, as views."""
@@ -124,27 +141,35 @@ class LarSR(Architecture):
     def draw_codes(
         self, xc: np.ndarray, index_box: Box, sampler: Sampler, on_step: TileStepHook | None = None
     ) -> np.ndarray:
-        """Run the k*k cached LAR steps for all patches of a tile; returns the index map (1, h2, w2)."""
+        """Run the cached LAR steps for all patches of a tile; returns the index map (1, h2, w2).
+
+        Step ``t`` draws the codes of positions ``t + j * tokens`` (``j < codes_per_step``) of
+        every patch, each from its own row of logits with that position's noise."""
         cond, start = self.sessions["condition"].run(None, {"xc": xc})
         _, hp, wp = cond.shape[:3]
-        k, positions = self.spec.patch_size, self.spec.positions
+        k, tokens, per_step = self.spec.patch_size, self.spec.tokens, self.spec.codes_per_step
         cache = self._empty_cache(hp * wp)
         feeds = {"cond": cond, "start": start}
         indices = np.zeros((1, hp * k, wp * k), dtype=np.int64)
         draw = sampler.tile(index_box, k)
-        prev = np.zeros((1, hp, wp), dtype=np.int64)
+        prev = np.zeros((1, hp, wp, per_step), dtype=np.int64)
         step = self.sessions["lar_step"]
-        for t in range(positions):
-            feeds["prev_code"], feeds["t"] = prev, np.array([t], dtype=np.int64)
-            last = t == positions - 1  # the tile's last step empties the step's arena
+        for t in range(tokens):
+            feeds["prev_code"] = prev if per_step > 1 else prev[..., 0]
+            feeds["t"] = np.array([t], dtype=np.int64)
+            last = t == tokens - 1  # the tile's last step empties the step's arena
             run_options = shrink_arena_options() if last else None
             logits, new_kv = step.run(None, {**feeds, **self._past_feeds(cache, t)}, run_options)
             cache[:, :, t] = new_kv  # four block copies
-            dy, dx = divmod(t, k)
-            prev = draw(logits.reshape(hp * wp, -1), t).reshape(1, hp, wp)
-            indices[0, dy::k, dx::k] = prev[0]
+            rows = logits.reshape(hp * wp, per_step, -1)
+            prev = np.empty((1, hp, wp, per_step), dtype=np.int64)
+            for slot in range(per_step):
+                position = t + slot * tokens
+                dy, dx = divmod(position, k)
+                prev[0, :, :, slot] = draw(rows[:, slot], position).reshape(hp, wp)
+                indices[0, dy::k, dx::k] = prev[0, :, :, slot]
             if on_step is not None:
-                on_step(t + 1, positions)
+                on_step(t + 1, tokens)
         return indices
 
     def render_tile(
@@ -186,7 +211,7 @@ class LarSR(Architecture):
         coarse network (scale**2 HR pixels). Calibrated against peak RSS on the small model
         (7.3 KB measured, 7.9 KB estimated)."""
         s = self.spec
-        cells = s.index_stride**2
+        cells = s.index_stride**2 // s.codes_per_step  # cache and condition entries (tokens)
         cache = cells * s.layers * 2 * s.features * 4
         cond = cells * s.features * 4
         hr_maps = 3 * self.scale**2 * s.coarse_up_features * 4
@@ -207,7 +232,7 @@ class LarSR(Architecture):
         attention products over the filled cache among them) and the decoder. 7.7 KB estimated
         for larsr-x4, 6.9 KB measured (peak RSS slope over 128-384 px contexts)."""
         s = self.spec
-        cells = s.index_stride**2
+        cells = s.index_stride**2 // s.codes_per_step  # cache and condition entries (tokens)
         held = cells * s.layers * 2 * s.features * 4 + cells * s.features * 4
         structure = 3 * self.scale**2 * 4
         return int(1.7 * held) + structure + 1024
