@@ -6,7 +6,8 @@ Why count from the graphs and not from the PyTorch modules: the shipped ONNX fil
 run, so the budget (issue: at most 200 kFLOP per output pixel) is checked on exactly that. Shapes
 come from onnx shape inference on a fixed LR size; convolutions, matrix products and Gemms are
 counted (2 FLOPs per multiply-add); elementwise ops are left out, as every SR paper does. The LAR
-step graph runs ``patch_size**2`` times per image, so its count is multiplied by that.
+step graph runs once per token of a patch (``patch_size**2 / codes_per_step`` times per image), so its
+count is multiplied by that.
 """
 
 from __future__ import annotations
@@ -89,18 +90,22 @@ def lar_input_shapes(model_dir: Path, lr: int) -> tuple[dict[str, dict[str, list
 
     manifest = read_manifest(model_dir)
     lar = manifest.spec
-    scale, k = int(manifest.scale), int(lar.patch_size)
+    scale = int(manifest.scale)
     hr = lr * scale
     cond_sess = ort.InferenceSession(str(model_dir / "condition.onnx"), providers=["CPUExecutionProvider"])
     cond, start = cond_sess.run(None, {"xc": np.zeros((1, 3, hr, hr), np.float32)})
     patches = int(np.prod(cond.shape[:3]))
-    step = {"prev_code": [1, *cond.shape[1:3]], "t": [1], "cond": list(cond.shape)}
-    step["start"] = list(start.shape)
-    # The cache inputs as the step graph declares them (its layout), with the patch count filled in.
+    per_step = int(lar.codes_per_step)
+    codes = [1, *cond.shape[1:3]] + ([per_step] if per_step > 1 else [])
+    step = {"prev_code": codes, "t": [1], "cond": list(cond.shape), "start": list(start.shape)}
+    # The cache inputs as the step graph declares them (its layout): the filled prefix half the
+    # tokens (the mean over a patch's steps), the patch count filled in.
     step_sess = ort.InferenceSession(str(model_dir / "lar_step.onnx"), providers=["CPUExecutionProvider"])
     for graph_input in step_sess.get_inputs():
         if graph_input.name.startswith("past_"):
-            step[graph_input.name] = [d if isinstance(d, int) else patches for d in graph_input.shape]
+            _filled, *rest = graph_input.shape
+            dims = [d if isinstance(d, int) else patches for d in rest]
+            step[graph_input.name] = [max(1, lar.tokens // 2), *dims]
     grid = lr * int(lar.index_stride)  # index map cells per LR pixel
     shapes = {
         "coarse": {"lr": [1, 3, lr, lr]},
@@ -108,7 +113,7 @@ def lar_input_shapes(model_dir: Path, lr: int) -> tuple[dict[str, dict[str, list
         "lar_step": step,
         "decoder": {"indices": [1, grid, grid], "xc": [1, 3, hr, hr]},
     }
-    return shapes, k * k
+    return shapes, int(lar.tokens)
 
 
 def count(model_dir: Path, lr: int = 64) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Cached LAR step vs recomputing every position, on a 256x256 LR input, in one run.
 
-Sampling a patch takes 16 positions. The shipped ``lar_step.onnx`` computes one position from a
+Sampling a patch takes 16 positions (8 steps of two codes with ``lar_codes_per_step = 2``). The
+shipped ``lar_step.onnx`` computes one step from a
 cache of earlier keys/values; the alternative is the teacher-forced ``lar_full`` graph, which
-recomputes all 16 positions each step. This measures both on the same machine, same inputs:
+recomputes all positions each step. This measures both on the same machine, same inputs:
 
     python -m benchmarks.lar_step [--checkpoint runs/larsr-x4/model.pt | --config small] [--size 256]
 
@@ -54,18 +55,21 @@ def measure(checkpoint: str | None, config: str, size: int, repeats: int, thread
         rng = np.random.default_rng(0)
         h2 = 2 * size
         hp = h2 // cfg.patch_size
-        positions = cfg.patch_size**2
+        tokens = model.lar.tokens
+        per_step = cfg.lar_codes_per_step
         xc = rng.random((1, 3, 4 * size, 4 * size), dtype=np.float32)
         indices = rng.integers(0, cfg.codebook_size, (1, h2, h2), dtype=np.int64)
         feeds = {
-            "prev_code": rng.integers(0, cfg.codebook_size, (1, hp, hp), dtype=np.int64),
-            "t": np.array([positions // 2], dtype=np.int64),
-            "cond": rng.random((1, hp, hp, positions, cfg.lar_features), dtype=np.float32),
+            "prev_code": rng.integers(
+                0, cfg.codebook_size, (1, hp, hp) + ((per_step,) if per_step > 1 else ()), dtype=np.int64
+            ),
+            "t": np.array([tokens // 2], dtype=np.int64),
+            "cond": rng.random((1, hp, hp, tokens, cfg.lar_features), dtype=np.float32),
             "start": rng.random((1, hp, hp, cfg.lar_features), dtype=np.float32),
         }
-        # The model's own layout, half filled (a step reads the positions before it).
+        # The model's own layout, half filled (a step reads the tokens before it).
         blank = model.lar.empty_cache(1, hp, hp)
-        cache = [a for pair in model.lar.cache_prefix(blank, positions // 2) for a in pair]
+        cache = [a for pair in model.lar.cache_prefix(blank, tokens // 2) for a in pair]
         for name, empty in zip(past_names(cfg.lar_layers), cache, strict=True):
             feeds[name] = rng.random(tuple(empty.shape), dtype=np.float32)
         cached = _time(lambda: step.run(None, feeds), repeats)

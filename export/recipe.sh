@@ -59,6 +59,10 @@ for stage in $STAGES; do
               --override coarse_growth=16 --override coarse_up_features=16 --run "$COARSE_RUN" --bf16 \
               --batch 16 --hr-size 96 --detail-tries 4 --minutes "${COARSE_MIN:-34}" --steps 14000 --lr 1e-3 \
               --log-every 100 ;;
+    regroup) python -m export.regroup --checkpoint "${SOURCE:-export/checkpoints/larsr-x4-round5.pt}" \
+              --codes-per-step 2 --out "$RUN/model.pt" ;;
+    lar5) python -m export.train --stage lar --round 5 "${COMMON[@]}" --minutes "${LAR5_MIN:-75}" \
+              --steps 11000 --lr 5e-4 --log-every 100 ;;
     graft) python -m export.graft --texture "$TEXTURE" --coarse "$COARSE_RUN/model.pt" --out "$RUN/model.pt" ;;
     lar4) python -m export.train --stage lar --round 4 "${COMMON[@]}" --minutes "${LAR4_MIN:-80}" \
               --steps 2600 --lr 3e-4 --log-every 100 ;;

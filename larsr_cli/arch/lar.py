@@ -1,8 +1,9 @@
-"""LAR-SR (CVPR 2022): coarse SR -> condition -> k*k cached LAR steps -> texture decoder.
+"""LAR-SR (CVPR 2022): coarse SR -> condition -> cached LAR steps -> texture decoder.
 
 Four graphs: ``coarse`` (LR -> coarse HR image), ``condition`` (coarse image -> per-patch
 condition vectors and start tokens), ``lar_step`` (one autoregressive step for all patches at
-once, with a key/value cache) and ``decoder`` (code map + coarse image -> HR image). Only this
+once, with a key/value cache: k*k steps, or k*k / c when the model draws ``codes_per_step = c``
+codes per step) and ``decoder`` (code map + coarse image -> HR image). Only this
 module knows the cache layout (``past_k_{i}`` and ``past_v_{i}`` both (t, heads, d, P): the
 positions filled so far, named in the step graph's metadata) and the index grid
 (``index_stride`` cells per LR pixel).
