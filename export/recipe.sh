@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# The exact recipe behind models/larsr-x4 (round 5: round 4's texture stages on a faster coarse
-# net, on a 2-core Intel Xeon with AMX, bf16 autocast). Each stage resumes from $RUN if it was
-# interrupted; budgets are wall-clock minutes, --steps sets the length of the cosine schedule.
+# The exact recipe behind models/larsr-x4 (round 6: round 5 with a LAR that draws two codes per
+# step). Each stage resumes from $RUN if it was interrupted; budgets are wall-clock minutes,
+# --steps sets the length of the cosine schedule.
 #
-# Round 5 (shipped, 2026-12-01): a coarse net in 16-channel blocks (coarse16: 32 features,
+# Round 6 (shipped, 2026-12-01, a 2-core AMD EPYC with AVX-512 BF16: bf16 autocast 0.40 s/step vs
+# fp32 0.58): `regroup` makes round 5's LAR draw positions s and s + 8 of a patch in step s (8 steps,
+# half the cache, LAR margin 32 -> 16 LR px; export/regroup.py says how the weights start), then one
+# LAR round `lar5` (11000 steps at 5e-4, 75 min): validation cross-entropy 2.97 -> 2.59 nats per code
+# (round 5: 2.64). Every texture bar holds (records/larsr-x4-validation.json). Reproduce with
+#   RUN=runs/larsr-x4-r6 STAGES="regroup lar5 export evaluate" bash export/recipe.sh
+# (needs export/checkpoints/larsr-x4-round5.pt, committed); the result is
+# export/checkpoints/larsr-x4-round6.pt.
+#
+# Round 5 (2026-12-01, a 2-core Intel Xeon with AMX, bf16 autocast): a coarse net in 16-channel blocks (coarse16: 32 features,
 # growth 16, 16-channel HR head; 58.7 kFLOP/px instead of 98.6k, 0.44x its time in onnxruntime,
 # records/coarse16-probe.json), trained from scratch with the coarse stage; then `graft` puts it
 # under round 4's VQ-VAE and LAR (they read the coarse *image*; the oracle with the photo's own
@@ -38,11 +47,11 @@
 # ~3.5 h of this CPU, the graft's one 53 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN=${RUN:-runs/larsr-x4-r5b}
+RUN=${RUN:-runs/larsr-x4-r6}
 INIT=${INIT:-runs/larsr-x4-base/model.pt}
 COARSE_RUN=${COARSE_RUN:-runs/coarse16-probe}
 TEXTURE=${TEXTURE:-export/checkpoints/larsr-x4-round4.pt}
-STAGES=${STAGES:-"data coarse16 graft lar4 export evaluate"}
+STAGES=${STAGES:-"data regroup lar5 export evaluate"}
 COMMON=(--config base --run "$RUN" --bf16 --batch 16 --hr-size 96 --detail-tries 4)
 for stage in $STAGES; do
   case $stage in
