@@ -233,7 +233,10 @@ class LarSR(Architecture):
         attention products over the filled cache among them) and the decoder. 7.7 KB estimated
         for larsr-x4, 6.9 KB measured (peak RSS slope over 128-384 px contexts)."""
         s = self.spec
-        cells = s.index_stride**2 // s.codes_per_step  # cache and condition entries (tokens)
+        # Not divided by codes_per_step: with the pair model's halved estimate (4.5 KB) a 4096 px
+        # output ran in 8 tiles at 2.5 s/Mpx but peaked at 1667 MiB, over the 1.5 GB bar; the
+        # per-step buffers do not halve with the cache. Kept at the one-code figure until measured.
+        cells = s.index_stride**2
         held = cells * s.layers * 2 * s.features * 4 + cells * s.features * 4
         structure = 3 * self.scale**2 * 4
         return int(1.7 * held) + structure + 1024
