@@ -95,9 +95,8 @@ def lar_input_shapes(model_dir: Path, lr: int) -> tuple[dict[str, dict[str, list
     cond_sess = ort.InferenceSession(str(model_dir / "condition.onnx"), providers=["CPUExecutionProvider"])
     cond, start = cond_sess.run(None, {"xc": np.zeros((1, 3, hr, hr), np.float32)})
     patches = int(np.prod(cond.shape[:3]))
-    per_step = int(lar.codes_per_step)
-    codes = [1, *cond.shape[1:3]] + ([per_step] if per_step > 1 else [])
-    step = {"prev_code": codes, "t": [1], "cond": list(cond.shape), "start": list(start.shape)}
+    step = {"prev_code": list(lar.prev_code_shape(*cond.shape[1:3])), "t": [1]}
+    step.update(cond=list(cond.shape), start=list(start.shape))
     # The cache inputs as the step graph declares them (its layout): the filled prefix half the
     # tokens (the mean over a patch's steps), the patch count filled in.
     step_sess = ort.InferenceSession(str(model_dir / "lar_step.onnx"), providers=["CPUExecutionProvider"])

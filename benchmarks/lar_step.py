@@ -56,13 +56,10 @@ def measure(checkpoint: str | None, config: str, size: int, repeats: int, thread
         h2 = 2 * size
         hp = h2 // cfg.patch_size
         tokens = model.lar.tokens
-        per_step = cfg.lar_codes_per_step
         xc = rng.random((1, 3, 4 * size, 4 * size), dtype=np.float32)
         indices = rng.integers(0, cfg.codebook_size, (1, h2, h2), dtype=np.int64)
         feeds = {
-            "prev_code": rng.integers(
-                0, cfg.codebook_size, (1, hp, hp) + ((per_step,) if per_step > 1 else ()), dtype=np.int64
-            ),
+            "prev_code": rng.integers(0, cfg.codebook_size, model.lar.prev_code_shape(1, hp, hp)),
             "t": np.array([tokens // 2], dtype=np.int64),
             "cond": rng.random((1, hp, hp, tokens, cfg.lar_features), dtype=np.float32),
             "start": rng.random((1, hp, hp, cfg.lar_features), dtype=np.float32),

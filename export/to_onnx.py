@@ -105,8 +105,7 @@ def example_inputs(model: LarsrModel, lr_size: int = 16) -> dict[str, tuple[torc
     # A prefix of 3 filled positions: the traced graph must not bake in the cache's full length.
     prefix = model.lar.cache_prefix(model.lar.empty_cache(1, hp, wp), 3)
     past = [torch.randn_like(a) for pair in prefix for a in pair]
-    codes_shape = (1, hp, wp) if cfg.lar_codes_per_step == 1 else (1, hp, wp, cfg.lar_codes_per_step)
-    prev = torch.randint(0, cfg.codebook_size, codes_shape)
+    prev = torch.randint(0, cfg.codebook_size, model.lar.prev_code_shape(1, hp, wp))
     t = torch.tensor([3], dtype=torch.int64)
     assert xc.shape[-1] == lr_size * s
     return {

@@ -197,6 +197,10 @@ class LARModule(nn.Module):
         """Autoregressive steps per patch."""
         return self.positions // self.codes_per_step
 
+    def prev_code_shape(self, n: int, hp: int, wp: int) -> tuple[int, ...]:
+        """``step``'s ``prev_code``: one code per patch, or a trailing axis of ``c`` codes."""
+        return (n, hp, wp) if self.codes_per_step == 1 else (n, hp, wp, self.codes_per_step)
+
     def token_condition(self, cond: torch.Tensor) -> torch.Tensor:
         """Per-position condition ``(N, Hp, Wp, T, C)`` -> per token ``(N, Hp, Wp, T/c, C)``."""
         if self.codes_per_step == 1:

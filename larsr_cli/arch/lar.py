@@ -56,6 +56,10 @@ class LarSpec(ArchSpec):
         """LAR steps per patch, and the length of its key/value cache."""
         return self.positions // self.codes_per_step
 
+    def prev_code_shape(self, hp: int, wp: int) -> tuple[int, ...]:
+        """The step graph's ``prev_code``: one code per patch, or a trailing axis of them."""
+        return (1, hp, wp) if self.codes_per_step == 1 else (1, hp, wp, self.codes_per_step)
+
 
 class LarSR(Architecture):
     id = "lar-sr"
@@ -153,22 +157,22 @@ class LarSR(Architecture):
         feeds = {"cond": cond, "start": start}
         indices = np.zeros((1, hp * k, wp * k), dtype=np.int64)
         draw = sampler.tile(index_box, k)
-        prev = np.zeros((1, hp, wp, per_step), dtype=np.int64)
+        feeds["prev_code"] = np.zeros(self.spec.prev_code_shape(hp, wp), dtype=np.int64)
         step = self.sessions["lar_step"]
         for t in range(tokens):
-            feeds["prev_code"] = prev if per_step > 1 else prev[..., 0]
             feeds["t"] = np.array([t], dtype=np.int64)
             last = t == tokens - 1  # the tile's last step empties the step's arena
             run_options = shrink_arena_options() if last else None
             logits, new_kv = step.run(None, {**feeds, **self._past_feeds(cache, t)}, run_options)
             cache[:, :, t] = new_kv  # four block copies
             rows = logits.reshape(hp * wp, per_step, -1)
-            prev = np.empty((1, hp, wp, per_step), dtype=np.int64)
+            prev = np.empty((hp, wp, per_step), dtype=np.int64)
             for slot in range(per_step):
                 position = t + slot * tokens
                 dy, dx = divmod(position, k)
-                prev[0, :, :, slot] = draw(rows[:, slot], position).reshape(hp, wp)
-                indices[0, dy::k, dx::k] = prev[0, :, :, slot]
+                prev[:, :, slot] = draw(rows[:, slot], position).reshape(hp, wp)
+                indices[0, dy::k, dx::k] = prev[:, :, slot]
+            feeds["prev_code"] = prev.reshape(self.spec.prev_code_shape(hp, wp))
             if on_step is not None:
                 on_step(t + 1, tokens)
         return indices
@@ -212,7 +216,7 @@ class LarSR(Architecture):
         coarse network (scale**2 HR pixels). Calibrated against peak RSS on the small model
         (7.3 KB measured, 7.9 KB estimated)."""
         s = self.spec
-        cells = s.index_stride**2 // s.codes_per_step  # cache and condition entries (tokens)
+        cells = s.index_stride**2  # not per token: see texture_bytes_per_lr_pixel
         cache = cells * s.layers * 2 * s.features * 4
         cond = cells * s.features * 4
         hr_maps = 3 * self.scale**2 * s.coarse_up_features * 4
@@ -233,9 +237,10 @@ class LarSR(Architecture):
         attention products over the filled cache among them) and the decoder. 7.7 KB estimated
         for larsr-x4, 6.9 KB measured (peak RSS slope over 128-384 px contexts)."""
         s = self.spec
-        # Not divided by codes_per_step: with the pair model's halved estimate (4.5 KB) a 4096 px
-        # output ran in 8 tiles at 2.5 s/Mpx but peaked at 1667 MiB, over the 1.5 GB bar; the
-        # per-step buffers do not halve with the cache. Kept at the one-code figure until measured.
+        # Not divided by codes_per_step (nor is bytes_per_lr_pixel): with the pair model's halved
+        # estimate (4.5 KB) a 4096 px output ran in 8 tiles at 2.5 s/Mpx but peaked at 1667 MiB,
+        # over the 1.5 GB bar; the per-step buffers do not halve with the cache. Kept at the
+        # one-code figure until they are measured.
         cells = s.index_stride**2
         held = cells * s.layers * 2 * s.features * 4 + cells * s.features * 4
         structure = 3 * self.scale**2 * 4
