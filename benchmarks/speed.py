@@ -88,6 +88,15 @@ class TimedSession:
             self._tally[self._name] += time.perf_counter() - start
             self._counts[self._name] += 1
 
+    def run_with_iobinding(self, *args: Any, **kwargs: Any) -> Any:
+        """The LAR step's bound runs (``larsr_cli.arch.lar.step_runner``), timed the same way."""
+        start = time.perf_counter()
+        try:
+            return self._inner.run_with_iobinding(*args, **kwargs)
+        finally:
+            self._tally[self._name] += time.perf_counter() - start
+            self._counts[self._name] += 1
+
     def __getattr__(self, item: str) -> Any:
         return getattr(self._inner, item)
 

@@ -118,6 +118,9 @@ def calibration_crops(
 class _Recorder:
     """Stands in for one onnxruntime session: keeps a copy of every feed, then runs it."""
 
+    # No IOBinding: the LAR step then feeds through ``run``, where every feed is seen.
+    io_binding = None
+
     def __init__(self, session: Any, log: list[dict[str, np.ndarray]]) -> None:
         self.session, self.log = session, log
 

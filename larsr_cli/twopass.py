@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .heap import release_freed_memory
 from .tiling import Box, Tile, lr_window
 
 # (1, 3, h, w) LR -> (1, 3, s*h, s*w) structure image of that window.
@@ -90,6 +91,8 @@ class StructureRows:
                 self.own_pixels += (ry1 - ry0) * (x1 - x0)
                 own = xc[:, (ry0 - cy0) * s : (ry1 - cy0) * s, (x0 - cx0) * s : (x1 - cx0) * s]
                 out[:, (ry0 - y0) * s : (ry1 - y0) * s, x0 * s : x1 * s] = own
+                del xc, own
+                release_freed_memory()  # the strip's feature maps, before the next strip or tile
 
     def window(self, y0: int, y1: int) -> np.ndarray:
         """(3, s*(y1-y0), s*W): the structure image of LR rows ``y0:y1``.

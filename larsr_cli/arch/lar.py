@@ -11,7 +11,7 @@ positions filled so far, named in the step graph's metadata) and the index grid
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +143,11 @@ class LarSR(Architecture):
             feeds[f"past_v_{layer}"] = cache[layer, 1, :t]
         return feeds
 
+    def _logits_shape(self, hp: int, wp: int) -> tuple[int, ...]:
+        s = self.spec
+        per_step = () if s.codes_per_step == 1 else (s.codes_per_step,)
+        return (1, hp, wp, *per_step, s.codebook_size)
+
     def draw_codes(
         self, xc: np.ndarray, index_box: Box, sampler: Sampler, on_step: TileStepHook | None = None
     ) -> np.ndarray:
@@ -158,12 +163,13 @@ class LarSR(Architecture):
         indices = np.zeros((1, hp * k, wp * k), dtype=np.int64)
         draw = sampler.tile(index_box, k)
         feeds["prev_code"] = np.zeros(self.spec.prev_code_shape(hp, wp), dtype=np.int64)
-        step = self.sessions["lar_step"]
+        kv_shape = cache.shape[:2] + cache.shape[3:]
+        step = step_runner(self.sessions["lar_step"], self._logits_shape(hp, wp), kv_shape)
         for t in range(tokens):
             feeds["t"] = np.array([t], dtype=np.int64)
             last = t == tokens - 1  # the tile's last step empties the step's arena
             run_options = shrink_arena_options() if last else None
-            logits, new_kv = step.run(None, {**feeds, **self._past_feeds(cache, t)}, run_options)
+            logits, new_kv = step({**feeds, **self._past_feeds(cache, t)}, run_options)
             cache[:, :, t] = new_kv  # four block copies
             rows = logits.reshape(hp * wp, per_step, -1)
             prev = np.empty((hp, wp, per_step), dtype=np.int64)
@@ -211,40 +217,68 @@ class LarSR(Architecture):
         return sr
 
     def bytes_per_lr_pixel(self) -> int:
-        """Per LR pixel there are ``index_stride**2`` code positions, each with a cached key and
-        value per LAR layer and a condition vector, plus a few full-resolution feature maps of the
-        coarse network (scale**2 HR pixels). Calibrated against peak RSS on the small model
-        (7.3 KB measured, 7.9 KB estimated)."""
-        s = self.spec
-        cells = s.index_stride**2  # not per token: see texture_bytes_per_lr_pixel
-        cache = cells * s.layers * 2 * s.features * 4
-        cond = cells * s.features * 4
-        hr_maps = 3 * self.scale**2 * s.coarse_up_features * 4
-        return cache + cond + hr_maps + 1024
+        """The whole chain on one tile: the coarse net runs first and its feature maps are gone
+        before the texture stages start, so the larger of the two passes, not their sum."""
+        return max(self.structure_bytes_per_lr_pixel(), self.texture_bytes_per_lr_pixel())
 
     def structure_bytes_per_lr_pixel(self) -> int:
         """The coarse net alone: four of its full-resolution feature maps are alive at its peak
         (round 4's 24-channel head: 7.2 KB estimated, 5.4-7.0 KB per LR px measured as peak RSS
         sampled every millisecond, more for larger and wider inputs; with three maps, the earlier
         estimate, its structure strips overran the budget and a 4096 px output peaked at
-        1435-1500 MiB, 1203 MiB with four. larsr-x4 round 5, 16 channels: 5.1 KB estimated,
-        2.5-3.7 KB measured)."""
+        1435-1500 MiB, 1203 MiB with four. larsr-x4 round 6, 16 channels: 5.1 KB estimated,
+        2.4-3.3 KB measured on 128-512 px)."""
         return 4 * self.scale**2 * self.spec.coarse_up_features * 4 + 1024
 
     def texture_bytes_per_lr_pixel(self) -> int:
-        """Condition, LAR steps and decoder on a given structure image: the cache and condition
-        vectors held through the steps, with 70% on top for onnxruntime's per-step buffers (the
-        attention products over the filled cache among them) and the decoder. 7.7 KB estimated
-        for larsr-x4, 6.9 KB measured (peak RSS slope over 128-384 px contexts)."""
+        """Condition, LAR steps and decoder on a given structure image, per patch of the tile:
+        the key/value cache twice (the cache itself, and the step graph's products over the
+        filled prefix, one per keys and values of each layer), the per-token condition vectors
+        and one step's logits. Per token, not per position: a model drawing ``c`` codes per step
+        has ``1/c`` of the cache and condition. larsr-x4 round 6 (two codes per step): 5.2 KB
+        estimated; 4.3 KB measured for the LAR stage alone (1 ms RSS sampler, 256-384 px), and
+        a 4096 px output peaked at 1248 MiB in 8 tiles at 5.0 KB (with the step outputs bound to
+        numpy buffers and the heap trimmed after each structure strip; 1516 MiB before). Round 5
+        (one code per step): 8.4 KB estimated, 6.9 KB measured."""
         s = self.spec
-        # Not divided by codes_per_step (nor is bytes_per_lr_pixel): with the pair model's halved
-        # estimate (4.5 KB) a 4096 px output ran in 8 tiles at 2.5 s/Mpx but peaked at 1667 MiB,
-        # over the 1.5 GB bar; the per-step buffers do not halve with the cache. Kept at the
-        # one-code figure until they are measured.
-        cells = s.index_stride**2
-        held = cells * s.layers * 2 * s.features * 4 + cells * s.features * 4
-        structure = 3 * self.scale**2 * 4
-        return int(1.7 * held) + structure + 1024
+        patches_per_px = s.index_stride**2 / s.positions
+        cache = s.tokens * s.layers * 2 * s.features * 4
+        cond = s.tokens * s.features * 4
+        logits = s.codes_per_step * s.codebook_size * 4
+        structure = 3 * self.scale**2 * 4  # the tile's structure image
+        return int(patches_per_px * (2 * cache + cond + logits)) + structure + 1024
+
+
+StepRun = Callable[[dict[str, np.ndarray], Any], tuple[np.ndarray, np.ndarray]]
+
+
+def step_runner(session: Any, logits_shape: tuple[int, ...], kv_shape: tuple[int, ...]) -> StepRun:
+    """``run(feeds, run_options) -> (logits, new_kv)`` for every step of one tile.
+
+    On an onnxruntime session both outputs go into two numpy buffers made once per tile (an
+    IOBinding), not into the session's arena. Why: outputs that onnxruntime allocates stay alive
+    in Python after the tile's last run, so that run's arena shrink could not free the region
+    holding them, and the arena kept 500-640 MiB through the next band's structure strips and
+    the decoder (a 4096 px output peaked at 1516 MiB with a 5 KB/px texture estimate). The
+    buffers are views the caller must use up before the next step. A stand-in session without
+    ``io_binding`` (tests; the quantiser's feed recorder, which must see every feed) is run
+    plainly; one that wraps a real session (the benchmarks' timer) forwards both calls.
+    """
+    if getattr(session, "io_binding", None) is None:
+        return lambda feeds, options: tuple(session.run(None, feeds, options))  # type: ignore[return-value]
+    names = [o.name for o in session.get_outputs()]
+    buffers = [np.empty(logits_shape, np.float32), np.empty(kv_shape, np.float32)]
+    binding = session.io_binding()
+    for name, buf in zip(names, buffers, strict=True):
+        binding.bind_output(name, "cpu", 0, np.float32, list(buf.shape), buf.ctypes.data)
+
+    def run(feeds: dict[str, np.ndarray], options: Any) -> tuple[np.ndarray, np.ndarray]:
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        session.run_with_iobinding(binding, options)
+        return buffers[0], buffers[1]
+
+    return run
 
 
 def check_cache_layout(step: Any) -> None:
