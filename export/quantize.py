@@ -35,8 +35,11 @@ got slower, 5.4 -> 8.7 s for its 16 steps: its matmuls are thin (48 features) an
 around them stays fp32, so the quantise/dequantise passes cost more than the int8 products
 save. The decoder got slower too (0.5 -> 0.8-1.0 s: three of its seven convolutions are
 outliers) and the condition graph broke even (0.65-0.73 s either way). ``--roles`` quantises
-any of them; the floor still decides. A ``lar_step`` run holds all its recorded feeds (16 per
-crop, with the whole key/value cache: about 5 GB at 24 crops of 256 px).
+any of them; the floor still decides. Re-checked on round 6 on a 2-core AMD EPYC with AVX-512
+VNNI and AVX-VNNI (int8 conv peak 8x the fp32 one there), per graph on one 256 px input: coarse
+0.60 -> 0.43 s, condition 0.11 -> 0.14 s, lar_step 0.36 -> 0.33 s for its 8 steps, decoder
+0.28 -> 0.36 s: the same picture, so ``coarse`` stays the default. A ``lar_step`` run holds all
+its recorded feeds (16 per crop, with the whole key/value cache: about 5 GB at 24 crops of 256 px).
 
 The quality floor: at the model's default temperature and texture (seeds 0, 1, 2 when T > 0),
 int8 may lose at most 0.1 dB PSNR-Y and 0.005 LPIPS and DISTS against fp32 on each set (one-sided:

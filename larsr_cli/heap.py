@@ -37,3 +37,41 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+# mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
+# Free memory at the top of the heap that free() may keep instead of returning it at once: the
+# explicit trims between tiles decide when memory goes back, not every large free.
+_KEEP_TOP = 1 << 30
+
+
+@cache
+def serve_large_blocks_from_heap() -> bool:
+    """Make glibc serve large blocks from its heap, reused from run to run, instead of a fresh
+    ``mmap`` per block.
+
+    Why: every onnxruntime tensor above glibc's mmap threshold (at most 32 MB) got new pages from
+    the kernel and page-faulted them in, on every run: a 256 px coarse pass faulted 650-1000 MiB
+    for a 200 MiB peak, and faults were a third of its time (0.37-0.52 s, 0.25-0.30 s from the
+    heap; the condition graph 0.095 -> 0.046 s). Freed heap memory goes back to the OS where
+    larsr asks for it (``release_freed_memory`` after every tile and structure window), which is
+    what bounds peak RSS. One arena for all threads: with a heap per thread, which blocks went
+    where depended on thread timing, and a 4096 px output peaked anywhere from 1237 to 1601 MiB
+    from run to run; with one, 1211-1232 MiB. Process-wide and once; True when the C library took
+    it (glibc only).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return False
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None or _malloc_trim() is None:  # musl has neither; without a trim, keep mmap
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEEP_TOP))
+    return all([bool(mallopt(param, value)) for param, value in settings])

@@ -19,7 +19,7 @@ from PIL import Image
 from .arch import Architecture
 from .arch.base import TileStepHook
 from .errors import LarsrError
-from .heap import release_freed_memory
+from .heap import release_freed_memory, serve_large_blocks_from_heap
 from .images import bleed_under_alpha, pil_arrays, quantise, resize_float
 from .manifest import Manifest, load_manifest
 from .precision import CpuFlags, graph_files, resolve_precision
@@ -36,7 +36,9 @@ ProgressFn = Callable[[int, int], None]
 # 0.85 GB before tiles trimmed the heap (36 tiles, 162 s); with a trim after every tile and the
 # balanced grid, 1.05 GB gives 4x4 tiles at 1331 MiB (116 s), 1.1 GB a 3x5 grid at 1500 MiB (over
 # the 1.5 GB bar), 1.0 GB 6x3 at 1235 MiB (benchmarks/results/speed.md has the recorded run).
-DEFAULT_MEMORY_BUDGET = 1_050_000_000
+# Round 6 with heap allocations and per-token estimates (texture 6.7 KB per LR px): 1.2 GB gives
+# 9 tiles (3x3) for that output; the recorded peak is in benchmarks/results/speed.md.
+DEFAULT_MEMORY_BUDGET = 1_200_000_000
 
 
 def available_memory() -> int:
@@ -69,6 +71,7 @@ class Upscaler:
         precision: str = "auto",
         cpu_flags: CpuFlags | None = None,
     ) -> None:
+        serve_large_blocks_from_heap()  # tensors reuse heap pages instead of faulting new ones
         self.folder = Path(folder)
         self.manifest: Manifest = load_manifest(self.folder, verify=verify)
         self.device: DeviceChoice = parse_device(device)
@@ -213,6 +216,19 @@ class Upscaler:
         left = self.memory_budget - window_bytes(rows, width, self.scale)
         return max(left, self.memory_budget // 4) // self.arch.structure_bytes_per_lr_pixel()
 
+    def trims_between_stages(self, tiles: list[Tile], width: int, texture: float) -> bool:
+        """Whether the heap goes back to the OS between the stages of a tile: always when the
+        image is tiled (its tiles are as large as the budget allows); for an image run whole,
+        only when it needs more than half the budget. Why not always: after a trim the next
+        stage page-faults its memory in again (a 256 px input: 1.12 s/Mpx with trims, 0.84 s
+        without, steady state), and what a small tile leaves in the heap is small beside the
+        budget; a 448 px input run whole without them peaked at 1493 MiB."""
+        if len(tiles) > 1:
+            return True
+        tile = tiles[0].context
+        mode = self.run_mode(texture, 1)
+        return 2 * self.tile_bytes(tile.height, tile.width, width, mode) > self.memory_budget
+
     def check_memory(self, tiles: list[Tile], requested: int | str, width: int, texture: float) -> None:
         """Refuse an explicit tile size whose working memory cannot fit in this machine's RAM,
         judged by the same per-mode figure ``--tile auto`` plans with."""
@@ -246,6 +262,7 @@ class Upscaler:
     ) -> Iterator[tuple[Tile, np.ndarray]]:
         """(tile, its own HR pixels as HxWx3 float) for every tile, in the order of ``tiles``."""
         s, count = self.scale, len(tiles)
+        self.arch.release_between_stages = self.trims_between_stages(tiles, lr.shape[1], texture)
 
         def own_pixels(tile: Tile, sr: np.ndarray) -> np.ndarray:
             own = tile.own.relative_to(tile.context)

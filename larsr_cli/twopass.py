@@ -92,7 +92,7 @@ class StructureRows:
                 own = xc[:, (ry0 - cy0) * s : (ry1 - cy0) * s, (x0 - cx0) * s : (x1 - cx0) * s]
                 out[:, (ry0 - y0) * s : (ry1 - y0) * s, x0 * s : x1 * s] = own
                 del xc, own
-                release_freed_memory()  # the strip's feature maps, before the next strip or tile
+                release_freed_memory()  # a strip's feature maps, before the next strip
 
     def window(self, y0: int, y1: int) -> np.ndarray:
         """(3, s*(y1-y0), s*W): the structure image of LR rows ``y0:y1``.

@@ -30,3 +30,21 @@ def test_freed_heap_pages_are_returned_to_the_os() -> None:
     after = _rss_mib()
     assert before - after > 100, (before, after)
     assert pin.sum() == 12_000
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_large_blocks_come_back_from_the_heap_without_new_page_faults() -> None:
+    """After ``serve_large_blocks_from_heap`` a freed 64 MB block is reused: allocating it again
+    faults almost no new pages (an mmap per block would fault all 16384 of them every time)."""
+    import resource
+
+    from larsr_cli.heap import serve_large_blocks_from_heap
+
+    assert serve_large_blocks_from_heap()
+    block = np.ones(16 << 20, dtype=np.float32)
+    del block
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = np.ones(16 << 20, dtype=np.float32)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert block.sum() == 16 << 20
+    assert faults < 2000, faults

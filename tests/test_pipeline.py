@@ -485,3 +485,22 @@ def test_hard_cut_out_has_no_dark_fringe() -> None:
     edge, core = (alpha > 0.5) & (alpha < 0.99), alpha > 0.999
     assert edge.sum() > 100
     assert np.percentile(luma[edge], 5) >= 0.95 * luma[core].mean()
+
+
+def test_heap_trims_between_stages_only_for_tiles_and_large_whole_images(tiny_model_dir) -> None:
+    """Trimming between stages bounds a large tile's peak but makes the next stage fault its
+    pages in again: a small image run whole keeps its heap, a tiled one or a whole image that
+    needs more than half the budget trims, and the picture is the same either way."""
+    per_px = Upscaler(tiny_model_dir, device="cpu").bytes_per_lr_pixel()
+    up = Upscaler(tiny_model_dir, device="cpu", memory_budget=100 * 100 * per_px)
+    small, large = up.plan(40, 40, "auto"), up.plan(80, 80, "auto")
+    assert len(small) == len(large) == 1
+    assert not up.trims_between_stages(small, 40, 1.0)
+    assert up.trims_between_stages(large, 80, 1.0)
+    assert up.trims_between_stages(up.plan(40, 40, 16), 40, 1.0)
+    lr = np.random.default_rng(5).random((40, 40, 3), dtype=np.float32)
+    kept = up.upscale_array(lr, seed=1)
+    assert up.arch.release_between_stages is False
+    up.memory_budget = 40 * 40 * per_px  # now the same image needs more than half of it
+    assert np.array_equal(kept, up.upscale_array(lr, seed=1, tile=0))
+    assert up.arch.release_between_stages is True

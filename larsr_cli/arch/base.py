@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..heap import release_freed_memory
 from ..sampler import Sampler
 from ..tiling import Box
 
@@ -59,6 +60,15 @@ class Architecture(ABC):
         self.scale = scale
         # The caller's dict, read on every call: a profiler may swap an entry for a timing proxy.
         self.sessions = sessions
+        # Whether the family hands freed heap pages back between its stages inside a tile
+        # (``heap.release_freed_memory``): the pipeline decides per image, because the trim bounds
+        # the peak of a large tile but makes the next stage fault its pages in again.
+        self.release_between_stages = True
+
+    def release_stage_memory(self) -> None:
+        """Between two stages of one tile: free heap pages go back when the pipeline asks."""
+        if self.release_between_stages:
+            release_freed_memory()
 
     @classmethod
     @abstractmethod

@@ -191,7 +191,9 @@ class LarSR(Architecture):
         texture: float,
         on_step: TileStepHook | None = None,
     ) -> np.ndarray:
-        return self.render_on_structure(self.structure(lr), context, sampler, texture, on_step)
+        xc = self.structure(lr)
+        self.release_stage_memory()  # the coarse net's feature maps, before the texture peak
+        return self.render_on_structure(xc, context, sampler, texture, on_step)
 
     def render_on_structure(
         self,
@@ -208,6 +210,7 @@ class LarSR(Architecture):
         s = self.spec.index_stride
         index_box = Box(s * context.y0, s * context.y1, s * context.x0, s * context.x1)
         indices = self.draw_codes(xc, index_box, sampler, on_step)
+        self.release_stage_memory()  # the cache and the step's arena, before the decoder's peak
         sr = self.sessions["decoder"].run(None, {"indices": indices, "xc": xc})[0]
         if texture != 1.0:
             # A blend of the two finished pictures (the clean coarse one and the full one), so
@@ -232,21 +235,22 @@ class LarSR(Architecture):
 
     def texture_bytes_per_lr_pixel(self) -> int:
         """Condition, LAR steps and decoder on a given structure image, per patch of the tile:
-        the key/value cache twice (the cache itself, and the step graph's products over the
-        filled prefix, one per keys and values of each layer), the per-token condition vectors
-        and one step's logits. Per token, not per position: a model drawing ``c`` codes per step
-        has ``1/c`` of the cache and condition. larsr-x4 round 6 (two codes per step): 5.2 KB
-        estimated; 4.3 KB measured for the LAR stage alone (1 ms RSS sampler, 256-384 px), and
-        a 4096 px output peaked at 1248 MiB in 8 tiles at 5.0 KB (with the step outputs bound to
-        numpy buffers and the heap trimmed after each structure strip; 1516 MiB before). Round 5
-        (one code per step): 8.4 KB estimated, 6.9 KB measured."""
+        the key/value cache three times (the cache itself; the step graph's products over the
+        filled prefix, one for keys and one for values; the heap's share of what earlier stages
+        freed in blocks the cache cannot reuse), the per-token condition vectors and one step's
+        logits. Per token, not per position: a model drawing ``c`` codes per step has ``1/c`` of
+        the cache and condition. larsr-x4 round 6 (two codes per step): 6.7 KB estimated; peak
+        RSS minus base, output and structure window measured 6.5 KB per context px for a 4096 px
+        output in 8 tiles and 6.6 KB for a 448 px input as one tile (heap allocations,
+        ``serve_large_blocks_from_heap``); the LAR stage alone peaks at 4.3 KB (1 ms RSS sampler,
+        256-384 px)."""
         s = self.spec
         patches_per_px = s.index_stride**2 / s.positions
         cache = s.tokens * s.layers * 2 * s.features * 4
         cond = s.tokens * s.features * 4
         logits = s.codes_per_step * s.codebook_size * 4
         structure = 3 * self.scale**2 * 4  # the tile's structure image
-        return int(patches_per_px * (2 * cache + cond + logits)) + structure + 1024
+        return int(patches_per_px * (3 * cache + cond + logits)) + structure + 1024
 
 
 StepRun = Callable[[dict[str, np.ndarray], Any], tuple[np.ndarray, np.ndarray]]
