@@ -38,7 +38,11 @@ outliers) and the condition graph broke even (0.65-0.73 s either way). ``--roles
 any of them; the floor still decides. Re-checked on round 6 on a 2-core AMD EPYC with AVX-512
 VNNI and AVX-VNNI (int8 conv peak 8x the fp32 one there), per graph on one 256 px input: coarse
 0.60 -> 0.43 s, condition 0.11 -> 0.14 s, lar_step 0.36 -> 0.33 s for its 8 steps, decoder
-0.28 -> 0.36 s: the same picture, so ``coarse`` stays the default. A ``lar_step`` run holds all
+0.28 -> 0.36 s: the same picture, so ``coarse`` stays the default. Its int8 coarse graph passed
+the floor there but is not shipped (benchmarks/results/int8.json): once tensors reused heap pages
+(``larsr_cli.heap``) the fp32 chain got faster and the int8 one gained 4% at 256 px, lost 7% on a
+tiled 4096 px output and peaked 200 MiB higher, and ``--precision auto`` would pick it on such a
+CPU. A ``lar_step`` run holds all
 its recorded feeds (16 per crop, with the whole key/value cache: about 5 GB at 24 crops of 256 px).
 
 The quality floor: at the model's default temperature and texture (seeds 0, 1, 2 when T > 0),
