@@ -228,13 +228,14 @@ class LarSR(Architecture):
         return max(self.structure_bytes_per_lr_pixel(), self.texture_bytes_per_lr_pixel())
 
     def structure_bytes_per_lr_pixel(self) -> int:
-        """The coarse net alone: four of its full-resolution feature maps are alive at its peak
-        (round 4's 24-channel head: 7.2 KB estimated, 5.4-7.0 KB per LR px measured as peak RSS
-        sampled every millisecond, more for larger and wider inputs; with three maps, the earlier
-        estimate, its structure strips overran the budget and a 4096 px output peaked at
-        1435-1500 MiB, 1203 MiB with four. larsr-x4 round 6, 16 channels: 5.1 KB estimated,
-        2.4-3.3 KB measured on 128-512 px)."""
-        return 4 * self.scale**2 * self.spec.coarse_up_features * 4 + 1024
+        """The coarse net alone: six full-resolution feature maps' worth. Four are alive at its
+        peak (round 4's 24-channel head: 5.4-7.0 KB per LR px measured as peak RSS sampled every
+        millisecond, 7.2 KB estimated with four); the other two are what the heap holds on top
+        when it, not a fresh mmap per tensor, serves the blocks (``heap.serve_large_blocks_from_heap``):
+        larsr-x4 round 6 (16 channels) peaked at 3.9-6.2 KB per px alone and 6.5 KB in a
+        structure strip after smaller images, and with four maps (5.1 KB) a 4096 px output after
+        three 256 px ones peaked at 1635 MiB in one strip; with six (7.2 KB), 1289 MiB."""
+        return 6 * self.scale**2 * self.spec.coarse_up_features * 4 + 1024
 
     def texture_bytes_per_lr_pixel(self) -> int:
         """Condition, LAR steps and decoder on a given structure image, per patch of the tile:
