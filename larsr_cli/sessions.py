@@ -16,7 +16,13 @@ fresh ``mmap`` s from glibc and page-faults them in: a tile-sized step (28900 pa
 per 16 steps without the arena, 2.17 s with it, at a lower peak RSS (845 vs 873 MiB); raising
 glibc's mmap threshold instead was as fast but kept the growing buffers of successive steps in
 the heap (1458 MiB peak for a 4096 px output). Such a session keeps its arena, and the tile's last
-run passes ``shrink_arena_options()`` so that the arena hands its memory back before the next tile.
+run passes ``shrink_arena_options()`` so that the arena hands its memory back before the next tile
+(its outputs are bound to numpy buffers so that nothing of the arena outlives that run:
+``arch.lar.step_runner``).
+
+Arena or not, what a session mallocs comes from glibc's heap, not a fresh ``mmap`` per tensor
+(``heap.serve_large_blocks_from_heap``): the page faults of those mmaps were a third of the
+coarse graph's time. That is the cheap half of what an arena gives, without one arena per graph.
 """
 
 from __future__ import annotations
