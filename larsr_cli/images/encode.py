@@ -208,6 +208,8 @@ def _samples(pixels: np.ndarray, depth: int) -> np.ndarray:
 def _pillow_params(fmt: ImageFormat, meta: Meta, quality: int | None) -> dict[str, object]:
     """Encoder options from the format's record; metadata is passed only where present."""
     params: dict[str, object] = {}
+    if fmt.compress_level is not None:
+        params["compress_level"] = fmt.compress_level
     if fmt.quality is not None:
         chosen = fmt.quality if quality is None else int(quality)
         params["quality"] = chosen

@@ -55,6 +55,10 @@ class ImageFormat:
     exif: bool = False  # stores EXIF
     quality: int | None = None  # default quality of a lossy format; None: lossless, no setting
     full_chroma_from: int | None = None  # quality from which chroma is not subsampled (JPEG 4:4:4)
+    # zlib level of a lossless deflate format (PNG): only time and size, never pixels. Pillow's
+    # default 6 spent 7.6 s on a 4096 px output, a quarter of the upscale; 3 took 2.2 s for a file
+    # 9% larger (15.6 -> 17.0 MiB; level 1: 1.7 s, 18.1 MiB).
+    compress_level: int | None = None
     writer: Literal["pillow", "tifffile"] = "pillow"  # which library encodes it (see .encode)
     # Largest dpi the format's resolution field holds (JPEG: 16-bit dpi; PNG: uint32 px/m; BMP:
     # int32 px/m): an x4 upscale of a high-dpi scan must be clamped, not wrapped or refused.
@@ -84,6 +88,7 @@ FORMATS: tuple[ImageFormat, ...] = (
         icc=True,
         exif=True,
         max_dpi=(2**32 - 1) * 0.0254,
+        compress_level=3,
     ),
     ImageFormat(
         "jpg",
