@@ -24,30 +24,34 @@ import numpy as np
 from benchmarks.common import DEFAULT_RESULTS, best_seconds, command_line, machine_info, run_main, write_json
 from benchmarks.flops import count
 
-# name -> config overrides on the shipped config (``base``, with its export-time projection).
+# name -> config overrides on ``base``; the first is the shipped shape (larsr-x4 round 6), the rest
+# are the candidates for the speed and tiling bars: fewer LAR steps (codes per step), and no patch
+# mixing inside the steps (the LAR then reads no neighbouring patches: its tile margin is 0).
+SHIPPED_SHAPE: dict[str, Any] = {
+    "coarse_features": 32,
+    "coarse_growth": 16,
+    "coarse_up_features": 16,
+    "vq_cosine": True,
+    "vq_lr_project": 0,
+    "lar_codes_per_step": 2,
+}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "shipped shape (coarse 40/20/24, 2 RRDB)": {},
-    "coarse 32/16/16, 2 RRDB (channels in 16s)": {
-        "coarse_features": 32,
-        "coarse_growth": 16,
-        "coarse_up_features": 16,
-    },
-    "coarse 48/16/16, 1 RRDB": {
-        "coarse_features": 48,
-        "coarse_growth": 16,
-        "coarse_up_features": 16,
-        "coarse_blocks": 1,
-    },
-    "coarse 32/16/16 + LAR 32 features": {
-        "coarse_features": 32,
-        "coarse_growth": 16,
-        "coarse_up_features": 16,
-        "lar_features": 32,
+    "round 6 (shipped): coarse 32/16/16, 2 codes per step": SHIPPED_SHAPE,
+    "1 code per step (round 5)": {**SHIPPED_SHAPE, "lar_codes_per_step": 1},
+    "4 codes per step": {**SHIPPED_SHAPE, "lar_codes_per_step": 4},
+    "2 codes per step, no mixing in the steps": {**SHIPPED_SHAPE, "lar_mix_layers": 0},
+    "4 codes per step, no mixing in the steps": {
+        **SHIPPED_SHAPE,
+        "lar_codes_per_step": 4,
+        "lar_mix_layers": 0,
     },
 }
 
 
-def measure(size: int, threads: int, repeats: int, texture: float) -> list[dict[str, Any]]:
+def measure(size: int, threads: int, repeats: int, texture: float, tiled: int = 0) -> list[dict[str, Any]]:
+    """Each variant's chain and coarse net at ``size`` px, and with ``tiled`` > 0 one ``--tile
+    auto`` run of a ``tiled`` px input: its rate over the ``size`` px one is that shape's price
+    of tiling (the margins follow the exported receptive fields)."""
     import torch
 
     from export.configs import get_config
@@ -60,7 +64,7 @@ def measure(size: int, threads: int, repeats: int, texture: float) -> list[dict[
     rows = []
     with tempfile.TemporaryDirectory(prefix="larsr-shapes-") as tmp:
         for index, (name, overrides) in enumerate(VARIANTS.items()):
-            cfg = get_config("base").with_overrides(vq_lr_project=2, **overrides)
+            cfg = get_config("base").with_overrides(**overrides)
             torch.manual_seed(0)
             folder = Path(tmp) / f"v{index}"
             with warnings.catch_warnings():
@@ -70,16 +74,25 @@ def measure(size: int, threads: int, repeats: int, texture: float) -> list[dict[
             up = Upscaler(folder, threads=threads)
             chain = best_seconds(lambda up=up: up.upscale_array(image, seed=0, texture=texture), repeats)
             coarse = best_seconds(lambda up=up: up.coarse_array(image), repeats)
-            rows.append(
-                {
-                    "variant": name,
-                    "overrides": overrides,
-                    "flops_per_output_pixel": flops["flops_per_output_pixel"],
-                    "graphs": flops["graphs"],
-                    "chain_s_per_mpx": chain / megapixels,
-                    "coarse_s_per_mpx": coarse / megapixels,
-                }
-            )
+            row = {
+                "variant": name,
+                "overrides": overrides,
+                "flops_per_output_pixel": flops["flops_per_output_pixel"],
+                "graphs": flops["graphs"],
+                "steps": up.arch.steps(texture),
+                "texture_margin_lr_px": up.tile_margin(texture),
+                "chain_s_per_mpx": chain / megapixels,
+                "coarse_s_per_mpx": coarse / megapixels,
+            }
+            if tiled:
+                big = np.random.default_rng(1).random((tiled, tiled, 3), dtype=np.float32)
+                run = lambda up=up, big=big: up.upscale_array(big, seed=0, texture=texture)  # noqa: E731
+                seconds = best_seconds(run, 1)
+                row["tiled_input"] = tiled
+                row["tiles"] = len(up.plan(tiled, tiled, "auto", texture=texture))
+                row["tiled_s_per_mpx"] = seconds / ((4 * tiled) ** 2 / 1e6)
+                row["tiling_cost"] = row["tiled_s_per_mpx"] / row["chain_s_per_mpx"]
+            rows.append(row)
     ref = rows[0]
     for row in rows:
         row["chain_vs_shipped"] = row["chain_s_per_mpx"] / ref["chain_s_per_mpx"]
@@ -88,14 +101,17 @@ def measure(size: int, threads: int, repeats: int, texture: float) -> list[dict[
 
 def markdown(data: dict[str, Any]) -> str:
     lines = [
-        "| shape (random weights) | kFLOP / px | coarse kFLOP | s / Mpx | × shipped | coarse alone s / Mpx |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| shape (random weights) | kFLOP / px | LAR steps | texture margin | s / Mpx | × shipped "
+        "| coarse alone s / Mpx | tiled s / Mpx (tiles) | tiling cost |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in data["variants"]:
+        tiled = f"{r['tiled_s_per_mpx']:.2f} ({r['tiles']})" if "tiles" in r else "—"
+        cost = f"{r['tiling_cost']:.2f}x" if "tiling_cost" in r else "—"
         lines.append(
-            f"| {r['variant']} | {r['flops_per_output_pixel'] / 1000:.1f} "
-            f"| {r['graphs']['coarse'] / 1000:.1f} | {r['chain_s_per_mpx']:.2f} "
-            f"| {r['chain_vs_shipped']:.2f} | {r['coarse_s_per_mpx']:.2f} |"
+            f"| {r['variant']} | {r['flops_per_output_pixel'] / 1000:.1f} | {r.get('steps', '—')} "
+            f"| {r.get('texture_margin_lr_px', '—')} | {r['chain_s_per_mpx']:.2f} "
+            f"| {r['chain_vs_shipped']:.2f} | {r['coarse_s_per_mpx']:.2f} | {tiled} | {cost} |"
         )
     s = data["settings"]
     lines += [
@@ -103,6 +119,11 @@ def markdown(data: dict[str, Any]) -> str:
         f"- {s['size']}² LR -> {4 * s['size']}², T=0.6, texture {s['texture']}, {s['threads']} threads, "
         f"fastest of {s['repeats']} after a warm-up; `{data['command']}`.",
     ]
+    if s.get("tiled"):
+        lines.append(
+            f"- Tiled: one {s['tiled']}² input with --tile auto; tiling cost = its s / Mpx over the "
+            f"{s['size']}² rate."
+        )
     return "\n".join(lines)
 
 
@@ -112,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--texture", type=float, default=0.5)
+    p.add_argument("--tiled", type=int, default=768, help="LR side of the --tile auto run (0 = none)")
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
     args = p.parse_args(argv)
     data = {
@@ -123,8 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "threads": args.threads,
             "repeats": args.repeats,
             "texture": args.texture,
+            "tiled": args.tiled,
         },
-        "variants": measure(args.size, args.threads, args.repeats, args.texture),
+        "variants": measure(args.size, args.threads, args.repeats, args.texture, args.tiled),
     }
     write_json(args.out / "shapes.json", data)
     print(markdown(data))
