@@ -60,7 +60,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,28 @@ SEEDS = (0, 1, 2)
 # between them stay fp32 (quantising those put the output image itself on an 8-bit grid, and the
 # LAR step's -inf attention mask got an infinite scale).
 QUANTISED_OPS = ("Conv", "MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Which nodes int8 may take: these op types, and with ``only_under`` only the nodes whose
+    name starts with it (everything else stays fp32). The default is the shipped recipe; the
+    options are for probes such as the coarse net's RRDB body quantised end to end
+    (``--ops Conv Concat LeakyRelu Add Mul --only-under /coarse/body/``), where the activations
+    stay int8 from one convolution to the next instead of being converted around each one."""
+
+    ops: tuple[str, ...] = QUANTISED_OPS
+    only_under: str | None = None
+
+    def takes(self, node: Any, weights: set[str]) -> bool:
+        if node.op_type not in self.ops or (self.only_under and not node.name.startswith(self.only_under)):
+            return False
+        return node.op_type != "MatMul" or node.input[1] in weights  # MatMuls with a weight operand
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ops": list(self.ops), "only_under": self.only_under}
+
+
 # A node whose quantisation alone costs its graph's outputs this much more SNR than the median node
 # does stays fp32 (``noisy_nodes``).
 OUTLIER_DB = 10.0
@@ -188,7 +210,9 @@ def _reader(feeds: list[dict[str, np.ndarray]]) -> Any:
     return Feeds()
 
 
-def _quantize(pre: Path, out: Path, feeds: list[dict[str, np.ndarray]], cache: Path, **kwargs: Any) -> None:
+def _quantize(
+    pre: Path, out: Path, feeds: list[dict[str, np.ndarray]], cache: Path, recipe: Recipe, **kwargs: Any
+) -> None:
     """One ``quantize_static`` call with the fixed recipe; ranges come from (or go to) ``cache``."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -201,7 +225,7 @@ def _quantize(pre: Path, out: Path, feeds: list[dict[str, np.ndarray]], cache: P
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
-        op_types_to_quantize=list(QUANTISED_OPS),
+        op_types_to_quantize=list(recipe.ops),
         calibration_cache_path=str(cache),
         # (CalibMaxIntermediateOutputs would bound memory too, but onnxruntime 1.32 drops the
         # ranges of the feeds it clears instead of merging them.)
@@ -222,20 +246,27 @@ def _snr_db(session: Any, feeds: list[dict[str, np.ndarray]], reference: list[li
     return float(np.min(10 * np.log10(np.maximum(signal, 1e-30) / np.maximum(noise, 1e-30))))
 
 
-def _candidates(pre: Path) -> list[str]:
-    """Nodes the recipe quantises: every Conv and Gemm, and MatMuls with a weight operand."""
+def _candidates(pre: Path, recipe: Recipe) -> list[str]:
+    """Nodes the recipe quantises (by default every Conv and Gemm, and MatMuls with a weight)."""
     import onnx
 
     graph = onnx.load(str(pre)).graph
     weights = {init.name for init in graph.initializer}
-    return [
-        n.name
-        for n in graph.node
-        if n.op_type in QUANTISED_OPS and (n.op_type != "MatMul" or n.input[1] in weights)
-    ]
+    return [n.name for n in graph.node if recipe.takes(n, weights)]
 
 
-def node_snrs(pre: Path, feeds: list[dict[str, np.ndarray]], cache: Path) -> dict[str, float]:
+def _left_out(pre: Path, recipe: Recipe) -> list[str]:
+    """Nodes of the recipe's op types that ``only_under`` keeps fp32."""
+    import onnx
+
+    graph = onnx.load(str(pre)).graph
+    weights = {init.name for init in graph.initializer}
+    return [n.name for n in graph.node if n.op_type in recipe.ops and not recipe.takes(n, weights)]
+
+
+def node_snrs(
+    pre: Path, feeds: list[dict[str, np.ndarray]], cache: Path, recipe: Recipe = Recipe()
+) -> dict[str, float]:
     """Each candidate node quantised alone: its graph's worst output SNR against fp32 (dB) on a
     few calibration feeds (training crops, never the validation sets)."""
     import onnxruntime as ort
@@ -247,8 +278,8 @@ def node_snrs(pre: Path, feeds: list[dict[str, np.ndarray]], cache: Path) -> dic
     reference = [fp32.run(None, feed) for feed in probe]
     snrs = {}
     one = cache.with_name("one.onnx")
-    for name in _candidates(pre):
-        _quantize(pre, one, feeds, cache, nodes_to_quantize=[name])
+    for name in _candidates(pre, recipe):
+        _quantize(pre, one, feeds, cache, recipe, nodes_to_quantize=[name])
         session = ort.InferenceSession(str(one), session_options(None), providers=["CPUExecutionProvider"])
         snrs[name] = round(_snr_db(session, probe, reference), 1)
     return snrs
@@ -289,7 +320,9 @@ def _preprocess(src: Path, dst: Path, workdir: Path) -> None:
         raise LarsrError(f"{src.name}: quantisation pre-processing failed: {last}")
 
 
-def quantize_graph(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+def quantize_graph(
+    src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], recipe: Recipe = Recipe()
+) -> dict[str, Any]:
     """fp32 graph -> static QDQ int8 graph at ``dst`` (written atomically); returns what was
     quantised and which nodes stayed fp32 (with their SNR alone)."""
     import onnx
@@ -299,9 +332,9 @@ def quantize_graph(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> 
     with tempfile.TemporaryDirectory(prefix="larsr-quantize-") as tmp:
         pre, out, cache = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx", Path(tmp) / "ranges.json"
         _preprocess(src, pre, Path(tmp))
-        snrs = node_snrs(pre, feeds, cache)
+        snrs = node_snrs(pre, feeds, cache, recipe)
         noisy = noisy_nodes(snrs)
-        _quantize(pre, out, feeds, cache, nodes_to_exclude=list(noisy))
+        _quantize(pre, out, feeds, cache, recipe, nodes_to_exclude=[*noisy, *_left_out(pre, recipe)])
         quantised = onnx.load(str(out))
         # The source's metadata (the step graph's cache-layout mark) does not survive quantize_static.
         onnx.helper.set_model_props(quantised, {p.key: p.value for p in onnx.load(str(src)).metadata_props})
@@ -396,6 +429,7 @@ def quantize_model(
     photos_dir: Path | str | None = None,
     check: bool = True,
     calibration: dict[str, Any] | None = None,
+    recipe: Recipe = Recipe(),
     log: Any = print,
 ) -> Manifest:
     """Quantise ``roles`` of the model in ``folder`` on calibration LR arrays ``lrs`` (HxWx3 float
@@ -428,7 +462,7 @@ def quantize_model(
         for role, dst in targets.items():
             t0 = time.perf_counter()
             src = folder / manifest.graphs[role].file
-            graphs[role] = quantize_graph(src, dst, feeds.pop(role))
+            graphs[role] = quantize_graph(src, dst, feeds.pop(role), recipe)
             kept = ", ".join(graphs[role]["kept_fp32"]) or "none"
             log(
                 f"{dst.name}: {graphs[role]['quantised_nodes']} nodes int8, kept fp32: {kept} "
@@ -446,6 +480,7 @@ def quantize_model(
             path.unlink(missing_ok=True)
         raise
     metrics["roles"] = list(roles)
+    metrics["recipe"] = recipe.to_json()
     metrics["graphs"] = graphs
     metrics["calibration"] = calibration or {"crops": len(lrs), "source": "arrays given by the caller"}
     metrics["seconds"] = round(time.perf_counter() - started, 1)
@@ -465,7 +500,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=Path("data/photos"), help="photos folder (export.data)")
     p.add_argument("--roles", nargs="+", default=list(DEFAULT_ROLES), choices=ALL_ROLES)
     p.add_argument("--crops", type=int, default=24, help="training crops to calibrate on")
+    p.add_argument("--ops", nargs="+", default=list(QUANTISED_OPS), help="op types int8 may take")
+    p.add_argument("--only-under", help="quantise only the nodes named with this prefix (/coarse/body/)")
     args = p.parse_args(argv)
+    recipe = Recipe(tuple(args.ops), args.only_under)
     started = time.perf_counter()
     try:
         lrs = calibration_crops(args.data, args.crops)
@@ -480,7 +518,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "format": "QDQ, uint8 activations, int8 weights per channel, MatMulConstBOnly",
             "onnxruntime": onnxruntime.__version__,
         }
-        manifest = quantize_model(args.model, lrs, args.roles, photos_dir=args.data, calibration=calibration)
+        manifest = quantize_model(
+            args.model, lrs, args.roles, photos_dir=args.data, calibration=calibration, recipe=recipe
+        )
     except (LarsrError, FileNotFoundError) as exc:
         print(f"export.quantize: error: {exc}", file=sys.stderr)
         return 1

@@ -307,3 +307,43 @@ def test_a_graph_quantisation_cannot_read_is_one_line_and_leaves_the_folders_alo
     assert "\n" not in str(caught.value)
     assert Path.cwd() == here and list(here.iterdir()) == []
     assert not dst.exists()
+
+
+def _optimised_ops(path: Path, tmp_path: Path) -> dict[str, int]:
+    """Op counts of the graph onnxruntime actually runs: its optimiser fuses each int8 node's
+    dequantise -> op -> quantise into one QLinear op, so these say what int8 took."""
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / f"{path.stem}.optimised.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return dict(Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node))
+
+
+def test_a_recipe_chooses_the_op_types_and_the_part_of_the_graph_int8_takes(tmp_path: Path) -> None:
+    """The shipped recipe takes convolutions, with float activations between them; ``--ops Conv
+    Concat LeakyRelu Add Mul --only-under /coarse/body/`` keeps the body's activations int8 from
+    one convolution to the next and leaves the convolutions outside the body fp32. On the shipped
+    coarse graph: the tiny test model's random weights leave too few nodes below the outlier rule."""
+    import onnx
+
+    from export.quantize import Recipe, quantize_graph
+
+    rng = np.random.default_rng(0)
+    feeds = [{"lr": rng.random((1, 3, 16, 16), dtype=np.float32)} for _ in range(3)]
+    src = Path(__file__).resolve().parents[1] / "models" / "larsr-x4" / "coarse.onnx"
+    plain, body = tmp_path / "plain.int8.onnx", tmp_path / "body.int8.onnx"
+    quantize_graph(src, plain, feeds)
+    quantize_graph(src, body, feeds, Recipe(("Conv", "Concat", "LeakyRelu", "Add", "Mul"), "/coarse/body/"))
+    ops_plain, ops_body = _optimised_ops(plain, tmp_path), _optimised_ops(body, tmp_path)
+    assert ops_plain.get("QLinearConv", 0) > 0 and ops_plain.get("QLinearLeakyRelu", 0) == 0
+    assert ops_body.get("QLinearLeakyRelu", 0) > 0
+    assert ops_body.get("QLinearConcat", 0) > ops_plain.get("QLinearConcat", 0)
+    assert ops_body.get("DequantizeLinear", 0) < ops_plain.get("DequantizeLinear", 0)
+    nodes = onnx.load(str(src)).graph.node
+    outside = [n for n in nodes if n.op_type == "Conv" and not n.name.startswith("/coarse/body/")]
+    assert outside and ops_body.get("Conv", 0) + ops_body.get("FusedConv", 0) >= len(outside)
