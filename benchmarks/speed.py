@@ -80,22 +80,20 @@ class TimedSession:
     def __init__(self, inner: Any, name: str, tally: dict[str, float], counts: dict[str, int]) -> None:
         self._inner, self._name, self._tally, self._counts = inner, name, tally, counts
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:
+    def _timed(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
-            return self._inner.run(*args, **kwargs)
+            return call(*args, **kwargs)
         finally:
             self._tally[self._name] += time.perf_counter() - start
             self._counts[self._name] += 1
 
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self._timed(self._inner.run, *args, **kwargs)
+
     def run_with_iobinding(self, *args: Any, **kwargs: Any) -> Any:
         """The LAR step's bound runs (``larsr_cli.arch.lar.step_runner``), timed the same way."""
-        start = time.perf_counter()
-        try:
-            return self._inner.run_with_iobinding(*args, **kwargs)
-        finally:
-            self._tally[self._name] += time.perf_counter() - start
-            self._counts[self._name] += 1
+        return self._timed(self._inner.run_with_iobinding, *args, **kwargs)
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self._inner, item)

@@ -42,8 +42,8 @@ VNNI and AVX-VNNI (int8 conv peak 8x the fp32 one there), per graph on one 256 p
 the floor there but is not shipped (benchmarks/results/int8.json): once tensors reused heap pages
 (``larsr_cli.heap``) the fp32 chain got faster and the int8 one gained 4% at 256 px, lost 7% on a
 tiled 4096 px output and peaked 200 MiB higher, and ``--precision auto`` would pick it on such a
-CPU. A ``lar_step`` run holds all
-its recorded feeds (16 per crop, with the whole key/value cache: about 5 GB at 24 crops of 256 px).
+CPU. A ``lar_step`` run holds all its recorded feeds (16 per crop, with the whole key/value
+cache: about 5 GB at 24 crops of 256 px).
 
 The quality floor: at the model's default temperature and texture (seeds 0, 1, 2 when T > 0),
 int8 may lose at most 0.1 dB PSNR-Y and 0.005 LPIPS and DISTS against fp32 on each set (one-sided:
@@ -246,28 +246,22 @@ def _snr_db(session: Any, feeds: list[dict[str, np.ndarray]], reference: list[li
     return float(np.min(10 * np.log10(np.maximum(signal, 1e-30) / np.maximum(noise, 1e-30))))
 
 
-def _candidates(pre: Path, recipe: Recipe) -> list[str]:
-    """Nodes the recipe quantises (by default every Conv and Gemm, and MatMuls with a weight)."""
+def _partition(pre: Path, recipe: Recipe) -> tuple[list[str], list[str]]:
+    """(nodes the recipe quantises, nodes of its op types that ``only_under`` keeps fp32); by
+    default every Conv and Gemm and the MatMuls with a weight operand, and nothing left out."""
     import onnx
 
     graph = onnx.load(str(pre)).graph
     weights = {init.name for init in graph.initializer}
-    return [n.name for n in graph.node if recipe.takes(n, weights)]
-
-
-def _left_out(pre: Path, recipe: Recipe) -> list[str]:
-    """Nodes of the recipe's op types that ``only_under`` keeps fp32."""
-    import onnx
-
-    graph = onnx.load(str(pre)).graph
-    weights = {init.name for init in graph.initializer}
-    return [n.name for n in graph.node if n.op_type in recipe.ops and not recipe.takes(n, weights)]
+    mine = [n for n in graph.node if n.op_type in recipe.ops]
+    taken = {n.name for n in mine if recipe.takes(n, weights)}
+    return [n.name for n in mine if n.name in taken], [n.name for n in mine if n.name not in taken]
 
 
 def node_snrs(
-    pre: Path, feeds: list[dict[str, np.ndarray]], cache: Path, recipe: Recipe = Recipe()
+    pre: Path, feeds: list[dict[str, np.ndarray]], cache: Path, candidates: Sequence[str], recipe: Recipe
 ) -> dict[str, float]:
-    """Each candidate node quantised alone: its graph's worst output SNR against fp32 (dB) on a
+    """Each of ``candidates`` quantised alone: its graph's worst output SNR against fp32 (dB) on a
     few calibration feeds (training crops, never the validation sets)."""
     import onnxruntime as ort
 
@@ -278,7 +272,7 @@ def node_snrs(
     reference = [fp32.run(None, feed) for feed in probe]
     snrs = {}
     one = cache.with_name("one.onnx")
-    for name in _candidates(pre, recipe):
+    for name in candidates:
         _quantize(pre, one, feeds, cache, recipe, nodes_to_quantize=[name])
         session = ort.InferenceSession(str(one), session_options(None), providers=["CPUExecutionProvider"])
         snrs[name] = round(_snr_db(session, probe, reference), 1)
@@ -332,9 +326,10 @@ def quantize_graph(
     with tempfile.TemporaryDirectory(prefix="larsr-quantize-") as tmp:
         pre, out, cache = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx", Path(tmp) / "ranges.json"
         _preprocess(src, pre, Path(tmp))
-        snrs = node_snrs(pre, feeds, cache, recipe)
+        candidates, left_out = _partition(pre, recipe)
+        snrs = node_snrs(pre, feeds, cache, candidates, recipe)
         noisy = noisy_nodes(snrs)
-        _quantize(pre, out, feeds, cache, recipe, nodes_to_exclude=[*noisy, *_left_out(pre, recipe)])
+        _quantize(pre, out, feeds, cache, recipe, nodes_to_exclude=[*noisy, *left_out])
         quantised = onnx.load(str(out))
         # The source's metadata (the step graph's cache-layout mark) does not survive quantize_static.
         onnx.helper.set_model_props(quantised, {p.key: p.value for p in onnx.load(str(src)).metadata_props})

@@ -146,11 +146,6 @@ class LarSR(Architecture):
             feeds[f"past_v_{layer}"] = cache[layer, 1, :t]
         return feeds
 
-    def _logits_shape(self, hp: int, wp: int) -> tuple[int, ...]:
-        s = self.spec
-        per_step = () if s.codes_per_step == 1 else (s.codes_per_step,)
-        return (1, hp, wp, *per_step, s.codebook_size)
-
     def draw_codes(
         self, xc: np.ndarray, index_box: Box, sampler: Sampler, on_step: TileStepHook | None = None
     ) -> np.ndarray:
@@ -167,7 +162,8 @@ class LarSR(Architecture):
         draw = sampler.tile(index_box, k)
         feeds["prev_code"] = np.zeros(self.spec.prev_code_shape(hp, wp), dtype=np.int64)
         kv_shape = cache.shape[:2] + cache.shape[3:]
-        step = step_runner(self.sessions["lar_step"], self._logits_shape(hp, wp), kv_shape)
+        logits_shape = (*self.spec.prev_code_shape(hp, wp), self.spec.codebook_size)  # a row per code
+        step = step_runner(self.sessions["lar_step"], logits_shape, kv_shape)
         for t in range(tokens):
             feeds["t"] = np.array([t], dtype=np.int64)
             last = t == tokens - 1  # the tile's last step empties the step's arena
