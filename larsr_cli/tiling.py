@@ -83,15 +83,76 @@ def balanced_spans(length: int, count: int, margin: int, multiple: int) -> list[
     pixels per context a memory budget allows. Boundaries sit on multiples of ``multiple``;
     None when ``count`` spans leave an inner span with nothing of its own.
     """
+    return balanced_range_spans(0, length, length, count, margin, multiple)
+
+
+def balanced_range_spans(
+    start: int, stop: int, length: int, count: int, margin: int, multiple: int
+) -> list[tuple[int, int]] | None:
+    """``balanced_spans`` for the part ``start:stop`` of an axis ``length`` long: a span reads
+    ``margin`` of context on each side, except where that side is the image edge, and every
+    context is the same length. ``start`` is a multiple of ``multiple``."""
     if count <= 1:
-        return [(0, length)]
-    border = (length + (count - 2) * margin) / count
-    inner = border - margin
-    bounds = [0, *(round((border + i * inner) / multiple) * multiple for i in range(count - 1)), length]
+        return [(start, stop)]
+    edges = (start == 0) + (stop == length)  # sides whose span needs no margin
+    context = (stop - start + margin * (2 * count - edges)) / count
+    first = context - margin * (2 - (start == 0))
+    inner = context - 2 * margin
+    cuts = (start + round((first + i * inner) / multiple) * multiple for i in range(count - 1))
+    bounds = [start, *cuts, stop]
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
     if any(b1 - b0 < multiple for b0, b1 in spans):
         return None
     return spans
+
+
+def _context(span: tuple[int, int], margin: int, length: int) -> tuple[int, int]:
+    return max(0, span[0] - margin), min(length, span[1] + margin)
+
+
+def plan_strips(
+    y0: int, y1: int, height: int, width: int, margin: int, multiple: int, max_pixels: int
+) -> list[Tile]:
+    """Tiles for rows ``y0:y1`` over the full width of a ``height x width`` image: the balanced
+    grid (``balanced_range_spans`` on both axes) that computes the fewest context pixels with no
+    context over ``max_pixels``, or the finest grid when none fits. Row-major.
+
+    Why not fixed squares: a fixed side leaves a remainder row and column of slivers that each
+    carry the full margin; a 1024 px input's structure strips computed 1.56 LR px per kept one
+    in 24 strips that way, 1.34 in 11 balanced ones (larsr-x4, default budget).
+    """
+    margin = _round_up(max(margin, 0), multiple)
+
+    def grid(rows: list[tuple[int, int]], cols: list[tuple[int, int]]) -> list[Tile]:
+        out = []
+        for r in rows:
+            cy = _context(r, margin, height)
+            for c in cols:
+                cx = _context(c, margin, width)
+                out.append(Tile(Box(r[0], r[1], c[0], c[1]), Box(cy[0], cy[1], cx[0], cx[1])))
+        return out
+
+    best: tuple[int, list[Tile]] | None = None
+    finest: list[Tile] = []
+    for nr in range(1, (y1 - y0) // multiple + 1):
+        rows = balanced_range_spans(y0, y1, height, nr, margin, multiple)
+        if rows is None:
+            break
+        row_px = sum(b - a for a, b in (_context(r, margin, height) for r in rows))
+        if best is not None and row_px * width >= best[0]:
+            break  # even one column computes more pixels than the best grid
+        for nc in range(1, width // multiple + 1):
+            cols = balanced_range_spans(0, width, width, nc, margin, multiple)
+            if cols is None:
+                break
+            tiles = grid(rows, cols)
+            finest = tiles
+            if max(t.context.height * t.context.width for t in tiles) <= max_pixels:
+                total = sum(t.context.height * t.context.width for t in tiles)
+                if best is None or total < best[0]:
+                    best = (total, tiles)
+                break  # more columns only add margins
+    return best[1] if best is not None else finest
 
 
 def plan_grid(height: int, width: int, rows: int, cols: int, margin: int, multiple: int) -> list[Tile] | None:

@@ -16,14 +16,13 @@ width of HR float32) plus one tile's working memory, never the whole image.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from .heap import release_freed_memory
-from .tiling import Box, Tile, lr_window
+from .tiling import Box, Tile, lr_window, plan_strips
 
 # (1, 3, h, w) LR -> (1, 3, s*h, s*w) structure image of that window.
 StructureFn = Callable[[np.ndarray], np.ndarray]
@@ -50,10 +49,6 @@ def bands_of(tiles: list[Tile]) -> list[Band]:
     ]
 
 
-def _spans(start: int, stop: int, size: int) -> list[tuple[int, int]]:
-    return [(a, min(a + size, stop)) for a in range(start, stop, size)]
-
-
 class StructureRows:
     """The structure image of a window of LR rows over the full width, sliding downwards.
 
@@ -70,29 +65,31 @@ class StructureRows:
         self.height, self.width = lr.shape[:2]
         self.y0 = self.y1 = 0
         self.rows = np.zeros((3, 0, self.width * scale), dtype=np.float32)
-        self.strips = 0  # structure runs so far, and the LR pixels they kept: for tests and benchmarks
+        # Structure runs so far, the LR pixels they kept and those they computed (context
+        # included): for tests and benchmarks.
+        self.strips = 0
         self.own_pixels = 0
+        self.context_pixels = 0
 
     def _compute(self, y0: int, y1: int, out: np.ndarray) -> None:
         """Structure rows ``y0:y1`` (LR) over the full width into ``out`` (3, s*(y1-y0), s*W),
-        exact: each strip tile keeps only its own pixels and reads ``margin`` of context."""
-        s, m, k = self.scale, self.margin, self.multiple
-        # Strip tiles as wide as the budget allows for the rows asked for; a band too tall for
-        # that is cut into square-ish tiles instead.
-        square = max(k, (math.isqrt(self.strip_px) - 2 * m) // k * k)
-        rows = y1 - y0 if (y1 - y0 + 2 * m) * (square + 2 * m) <= self.strip_px else square
-        cols = max(k, (self.strip_px // (rows + 2 * m) - 2 * m) // k * k)
-        for ry0, ry1 in _spans(y0, y1, rows):
-            cy0, cy1 = max(0, ry0 - m), min(self.height, ry1 + m)
-            for x0, x1 in _spans(0, self.width, cols):
-                cx0, cx1 = max(0, x0 - m), min(self.width, x1 + m)
-                xc = self.structure(lr_window(self.lr, Box(cy0, cy1, cx0, cx1)))[0]
-                self.strips += 1
-                self.own_pixels += (ry1 - ry0) * (x1 - x0)
-                own = xc[:, (ry0 - cy0) * s : (ry1 - cy0) * s, (x0 - cx0) * s : (x1 - cx0) * s]
-                out[:, (ry0 - y0) * s : (ry1 - y0) * s, x0 * s : x1 * s] = own
-                del xc, own
-                release_freed_memory()  # a strip's feature maps, before the next strip
+        exact: each strip tile keeps only its own pixels and reads ``margin`` of context. The
+        strips are the balanced grid that computes the fewest pixels within the strip budget
+        (``tiling.plan_strips``)."""
+        s = self.scale
+        strips = plan_strips(y0, y1, self.height, self.width, self.margin, self.multiple, self.strip_px)
+        for strip in strips:
+            own, context = strip.own, strip.context
+            xc = self.structure(lr_window(self.lr, context))[0]
+            self.strips += 1
+            self.own_pixels += own.height * own.width
+            self.context_pixels += context.height * context.width
+            kept = own.relative_to(context)
+            out[:, (own.y0 - y0) * s : (own.y1 - y0) * s, own.x0 * s : own.x1 * s] = xc[
+                :, kept.y0 * s : kept.y1 * s, kept.x0 * s : kept.x1 * s
+            ]
+            del xc
+            release_freed_memory()  # a strip's feature maps, before the next strip
 
     def window(self, y0: int, y1: int) -> np.ndarray:
         """(3, s*(y1-y0), s*W): the structure image of LR rows ``y0:y1``.
