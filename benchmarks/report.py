@@ -222,11 +222,12 @@ def peak_line(data: dict[str, Any]) -> str:
 
 
 def memory_table(data: dict[str, Any]) -> str:
-    headers = ["input → output", "wall s", "peak RSS MiB", "output buffer MiB", "PNG MiB"]
+    headers = ["input → output", "wall s", "kernel s", "peak RSS MiB", "output buffer MiB", "PNG MiB"]
     rows = [
         [
             f"{m['input']}² → {m['output']}²",
             fmt(m["wall_s"], "{:.1f}"),
+            fmt(m.get("kernel_s"), "{:.1f}"),  # absent in runs recorded before it was measured
             fmt(m["peak_rss_mib"], "{:.0f}"),
             fmt(m["output_buffer_mib"], "{:.1f}"),
             fmt(m["png_mib"], "{:.2f}"),
@@ -269,7 +270,8 @@ def speed_markdown(data: dict[str, Any]) -> str:
             "## Memory (one `larsr upscale` process per size)",
             "",
             "Peak RSS of the `larsr upscale` process alone (os.wait4 via `benchmarks/rss_probe.py`); "
-            "wall time includes start-up, model load, PNG decoding and encoding.",
+            "wall time includes start-up, model load, PNG decoding and encoding; kernel s is the "
+            "process's system CPU time, mostly page faults (`benchmarks/refault.py` measures their rate).",
             "",
             memory_table(data),
             "",
@@ -378,6 +380,7 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
         *([detail["command"]] if detail else []),
         speed["command"] if speed else "python -m benchmarks.speed --model models/larsr-x4",
         *([shapes["command"]] if (shapes := _load(results / "shapes.json")) else []),
+        *([refault["command"]] if (refault := _load(results / "refault.json")) else []),
         report_command,
         "```",
         "",
@@ -432,6 +435,20 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
             "",
             shapes_markdown(shapes),
             f"- Run {shapes['machine']['date']}, load average at start {shapes['machine']['load_average']}.",
+            "",
+        ]
+    refault = _load(results / "refault.json")
+    if refault:
+        from benchmarks.refault import markdown as refault_markdown
+
+        m = refault["machine"]
+        parts += [
+            "## Page faults (what memory handed back to the OS costs when it is needed again)",
+            "",
+            refault_markdown(refault),
+            "",
+            f"- `{refault['command']}`, {refault['mib']} MiB per row, run {m['date']} on "
+            f"{m.get('cpu_model')}, load average at start {m['load_average']}.",
             "",
         ]
     parts += ["## Peers", "", peers_markdown(quality, speed), ""]

@@ -1,4 +1,4 @@
-"""Run a command and print its wall time and peak RSS as one JSON line (stdlib only).
+"""Run a command and print its wall time, peak RSS and CPU split as one JSON line (stdlib only).
 
 Why a separate small process: a child forked from the (large) benchmark process starts with the
 parent's resident pages counted in its high-water mark, so ``ru_maxrss`` of a direct child reports
@@ -31,7 +31,17 @@ def main(argv: list[str]) -> int:
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    print(json.dumps({"rc": proc.returncode, "wall_s": wall, "maxrss_kib": usage.ru_maxrss}), flush=True)
+    report = {
+        "rc": proc.returncode,
+        "wall_s": wall,
+        "maxrss_kib": usage.ru_maxrss,
+        # Kernel time and minor page faults: what handing memory back and faulting it in again
+        # costs (benchmarks/refault.py measures the rate on this machine).
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+        "minor_faults": usage.ru_minflt,
+    }
+    print(json.dumps(report), flush=True)
     return 0
 
 

@@ -273,6 +273,8 @@ def peak_rss_run(model: Path, img: np.ndarray, tmp: Path, threads: int | None, t
         "output": size * SCALE,
         "wall_s": round(report["wall_s"], 3),
         "peak_rss_mib": round(report["maxrss_kib"] / 1024.0, 1),  # Linux reports KiB
+        "kernel_s": round(report["sys_s"], 2),
+        "minor_faults": report["minor_faults"],
         "output_buffer_mib": round((size * SCALE) ** 2 * 3 / 2**20, 1),
         "png_mib": round(png_bytes / 2**20, 2),
         "command": shown,

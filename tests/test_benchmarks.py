@@ -32,3 +32,33 @@ def test_flops_count_the_step_graph_once_per_step(tiny_model_dir, tmp_path) -> N
     step_single, step_pairs = single["graphs"]["lar_step"], pairs["graphs"]["lar_step"]
     assert 0.5 * step_single < step_pairs < 0.75 * step_single
     assert pairs["flops_per_output_pixel"] == sum(pairs["graphs"].values())
+
+
+def test_rss_probe_reports_the_kernel_time_and_faults_of_its_child() -> None:
+    """The memory table's kernel seconds come from the probe: a child that faults in 64 MiB shows
+    a peak RSS above it and at least one minor fault per 2 MiB (numpy asks for huge pages)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = Path(__file__).resolve().parents[1] / "benchmarks" / "rss_probe.py"
+    child = "import numpy as np; a = np.empty(64 << 20, np.uint8); a[::4096] = 1"
+    out = subprocess.run(
+        [sys.executable, str(probe), sys.executable, "-c", child], capture_output=True, text=True
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["rc"] == 0
+    assert report["minor_faults"] >= 64 // 2
+    assert report["maxrss_kib"] >= 64 << 10 and report["sys_s"] >= 0 and report["user_s"] > 0
+
+
+def test_refault_measures_three_rates_and_writes_them(tmp_path) -> None:
+    import json
+
+    from benchmarks.refault import main
+
+    assert main(["--mib", "16", "--pause", "0", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "refault.json").read_text())
+    assert data["mib"] == 16 and set(data["gb_per_s"]) == {"first_touch", "right_after_free", "after_pause"}
+    assert all(rate > 0 for rate in data["gb_per_s"].values())
