@@ -55,7 +55,6 @@ def measure(mib: int, pause: float) -> dict[str, Any]:
             "right_after_free": round(again, 3),
             "after_pause": round(later, 3),
         },
-        "seconds_per_gib_after_pause": round(2**30 / (later * 1e9), 2),
     }
 
 

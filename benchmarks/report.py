@@ -360,6 +360,7 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
     """The whole RESULTS.md text; sections whose JSON is missing say how to produce it."""
     quality, speed = _load(results / "quality.json"), _load(results / "speed.json")
     detail = _load(results / "quality-detail.json")
+    shapes, refault = _load(results / "shapes.json"), _load(results / "refault.json")
     runs = {k: v for k, v in (("quality (detail)", detail), ("quality", quality), ("speed", speed)) if v}
     machine = next(iter(runs.values()))["machine"] if runs else machine_info()
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -379,8 +380,8 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
         "--images data/photos --out benchmarks/results",
         *([detail["command"]] if detail else []),
         speed["command"] if speed else "python -m benchmarks.speed --model models/larsr-x4",
-        *([shapes["command"]] if (shapes := _load(results / "shapes.json")) else []),
-        *([refault["command"]] if (refault := _load(results / "refault.json")) else []),
+        *([shapes["command"]] if shapes else []),
+        *([refault["command"]] if refault else []),
         report_command,
         "```",
         "",
@@ -426,7 +427,6 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
     step = _load(results / "lar_step.json")
     if step:
         parts += ["## LAR step: cached vs full recompute", "", lar_step_markdown(step), ""]
-    shapes = _load(results / "shapes.json")
     if shapes:
         from benchmarks.shapes import markdown as shapes_markdown
 
@@ -437,7 +437,6 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
             f"- Run {shapes['machine']['date']}, load average at start {shapes['machine']['load_average']}.",
             "",
         ]
-    refault = _load(results / "refault.json")
     if refault:
         from benchmarks.refault import markdown as refault_markdown
 

@@ -106,8 +106,18 @@ def balanced_range_spans(
     return spans
 
 
-def _context(span: tuple[int, int], margin: int, length: int) -> tuple[int, int]:
-    return max(0, span[0] - margin), min(length, span[1] + margin)
+def _grid(
+    rows: list[tuple[int, int]], cols: list[tuple[int, int]], margin: int, height: int, width: int
+) -> list[Tile]:
+    """Row-major tiles owning ``rows x cols`` spans, each reading ``margin`` inside the image."""
+    return [
+        Tile(
+            Box(y0, y1, x0, x1),
+            Box(max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin)),
+        )
+        for y0, y1 in rows
+        for x0, x1 in cols
+    ]
 
 
 def plan_strips(
@@ -122,30 +132,20 @@ def plan_strips(
     in 24 strips that way, 1.34 in 11 balanced ones (larsr-x4, default budget).
     """
     margin = _round_up(max(margin, 0), multiple)
-
-    def grid(rows: list[tuple[int, int]], cols: list[tuple[int, int]]) -> list[Tile]:
-        out = []
-        for r in rows:
-            cy = _context(r, margin, height)
-            for c in cols:
-                cx = _context(c, margin, width)
-                out.append(Tile(Box(r[0], r[1], c[0], c[1]), Box(cy[0], cy[1], cx[0], cx[1])))
-        return out
-
     best: tuple[int, list[Tile]] | None = None
     finest: list[Tile] = []
     for nr in range(1, (y1 - y0) // multiple + 1):
         rows = balanced_range_spans(y0, y1, height, nr, margin, multiple)
         if rows is None:
             break
-        row_px = sum(b - a for a, b in (_context(r, margin, height) for r in rows))
+        row_px = sum(min(height, b + margin) - max(0, a - margin) for a, b in rows)
         if best is not None and row_px * width >= best[0]:
             break  # even one column computes more pixels than the best grid
         for nc in range(1, width // multiple + 1):
             cols = balanced_range_spans(0, width, width, nc, margin, multiple)
             if cols is None:
                 break
-            tiles = grid(rows, cols)
+            tiles = _grid(rows, cols, margin, height, width)
             finest = tiles
             if max(t.context.height * t.context.width for t in tiles) <= max_pixels:
                 total = sum(t.context.height * t.context.width for t in tiles)
@@ -163,11 +163,4 @@ def plan_grid(height: int, width: int, rows: int, cols: int, margin: int, multip
     ys, xs = balanced_spans(height, rows, margin, multiple), balanced_spans(width, cols, margin, multiple)
     if ys is None or xs is None:
         return None
-    return [
-        Tile(
-            Box(y0, y1, x0, x1),
-            Box(max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin)),
-        )
-        for y0, y1 in ys
-        for x0, x1 in xs
-    ]
+    return _grid(ys, xs, margin, height, width)

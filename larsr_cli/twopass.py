@@ -65,11 +65,8 @@ class StructureRows:
         self.height, self.width = lr.shape[:2]
         self.y0 = self.y1 = 0
         self.rows = np.zeros((3, 0, self.width * scale), dtype=np.float32)
-        # Structure runs so far, the LR pixels they kept and those they computed (context
-        # included): for tests and benchmarks.
-        self.strips = 0
+        self.strips = 0  # structure runs so far, and the LR pixels they kept: for tests and benchmarks
         self.own_pixels = 0
-        self.context_pixels = 0
 
     def _compute(self, y0: int, y1: int, out: np.ndarray) -> None:
         """Structure rows ``y0:y1`` (LR) over the full width into ``out`` (3, s*(y1-y0), s*W),
@@ -83,7 +80,6 @@ class StructureRows:
             xc = self.structure(lr_window(self.lr, context))[0]
             self.strips += 1
             self.own_pixels += own.height * own.width
-            self.context_pixels += context.height * context.width
             kept = own.relative_to(context)
             out[:, (own.y0 - y0) * s : (own.y1 - y0) * s, own.x0 * s : own.x1 * s] = xc[
                 :, kept.y0 * s : kept.y1 * s, kept.x0 * s : kept.x1 * s
