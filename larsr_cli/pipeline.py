@@ -84,7 +84,13 @@ class Upscaler:
             role: open_session(self.folder / graph.file, self.device, threads, role in arch_class.arena_roles)
             for role, graph in graph_files(self.manifest, self.precision).items()
         }
-        self.arch: Architecture = arch_class(self.manifest.spec, self.manifest.scale, self.sessions)
+        self.arch: Architecture = arch_class(
+            self.manifest.spec,
+            self.manifest.scale,
+            self.sessions,
+            receptive_field=self.manifest.receptive_field,
+            multiple=self.manifest.tile_multiple,
+        )
 
     @classmethod
     def from_pretrained(cls, model: str = "larsr-x4", **kwargs: object) -> Upscaler:
@@ -277,7 +283,7 @@ class Upscaler:
 
             def texture_stages(xc: np.ndarray, tile: Tile, index: int) -> np.ndarray:
                 hook = self._hook(on_step, index, count)
-                sr = arch.render_on_structure(xc, tile.context, sampler, texture, hook)
+                sr = arch.render_on_structure(xc, tile.context, sampler, texture, hook, keep=tile.own)
                 release_freed_memory()
                 return sr
 
@@ -291,8 +297,8 @@ class Upscaler:
                 multiple=self.manifest.tile_multiple,
                 strip_px=self.strip_pixels(tiles, lr.shape[1]),
             )
-            for tile, sr in rendered:
-                yield tile, own_pixels(tile, sr)
+            for tile, sr in rendered:  # each result already covers its tile's own pixels
+                yield tile, sr[0].transpose(1, 2, 0)
             return
         for index, tile in enumerate(tiles):
             hook = self._hook(on_step, index, count)

@@ -156,3 +156,48 @@ def test_two_pass_runs_the_coarse_net_on_little_more_than_the_image(tiny_model_d
     )
     assert len(tiles) > 4
     assert area["coarse"] < 0.6 * one_pass
+
+
+def test_later_texture_stages_run_on_windows_that_shrink_towards_the_kept_pixels(tiny_model_dir) -> None:
+    """Each stage computes only what the next one reads: the LAR steps cover a tile's own pixels
+    plus the LAR and decoder radii, the decoder its own pixels plus its radius, never the whole
+    context (and the picture stays the untiled one, which the test above checks)."""
+    upscaler = Upscaler(tiny_model_dir, device="cpu")
+    rf, s = upscaler.manifest.receptive_field, upscaler.scale
+    lr = np.random.default_rng(6).random((48, 64, 3), dtype=np.float32)
+    seen: dict[str, list[tuple[int, int]]] = {"condition": [], "lar_step": [], "decoder": []}
+    real = dict(upscaler.sessions)
+
+    class Recording:
+        def __init__(self, role: str, key: str) -> None:
+            self.role, self.key = role, key
+
+        def run(self, names, feeds, options=None):  # noqa: ANN001 - the onnxruntime signature
+            shape = feeds[self.key].shape
+            if self.role != "lar_step" or int(feeds["t"][0]) == 0:
+                seen[self.role].append(tuple(shape[1:3]) if self.role == "lar_step" else tuple(shape[2:4]))
+            return real[self.role].run(names, feeds, options)
+
+    upscaler.sessions["condition"] = Recording("condition", "xc")
+    upscaler.sessions["lar_step"] = Recording("lar_step", "cond")
+    upscaler.sessions["decoder"] = Recording("decoder", "xc")
+    upscaler.upscale_array(lr, seed=0, temperature=0.5, tile=16)
+    tiles = upscaler.plan(48, 64, 16)
+    assert len(tiles) > 4 and len(seen["decoder"]) == len(tiles)
+    lr_per_patch = upscaler.manifest.spec.patch_size // upscaler.manifest.spec.index_stride
+
+    def grown(box: Box, by: int, within: Box) -> tuple[int, int]:
+        by = -(-by // 2) * 2
+        return (
+            min(within.y1, box.y1 + by) - max(within.y0, box.y0 - by),
+            min(within.x1, box.x1 + by) - max(within.x0, box.x0 - by),
+        )
+
+    for tile, cond, lar, dec in zip(tiles, seen["condition"], seen["lar_step"], seen["decoder"], strict=True):
+        assert cond == (tile.context.height * s, tile.context.width * s)
+        h, w = grown(tile.own, rf["lar"] + rf["decoder"], tile.context)
+        assert lar == (h // lr_per_patch, w // lr_per_patch)
+        h, w = grown(tile.own, rf["decoder"], tile.context)
+        assert dec == (h * s, w * s)
+    inner = [d for t, d in zip(tiles, seen["decoder"], strict=True) if d[0] < t.context.height * s]
+    assert inner  # some tile's decoder really ran on less than its context

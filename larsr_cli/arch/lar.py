@@ -116,8 +116,8 @@ class LarSR(Architecture):
             ),
         )
 
-    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any]) -> None:
-        super().__init__(spec, scale, sessions)
+    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any], **tiling: Any) -> None:
+        super().__init__(spec, scale, sessions, **tiling)
         check_cache_layout(sessions["lar_step"])
 
     # -- stages -----------------------------------------------------------------------------------
@@ -149,11 +149,23 @@ class LarSR(Architecture):
     def draw_codes(
         self, xc: np.ndarray, index_box: Box, sampler: Sampler, on_step: TileStepHook | None = None
     ) -> np.ndarray:
-        """Run the cached LAR steps for all patches of a tile; returns the index map (1, h2, w2).
+        """Run the condition net and the cached LAR steps for all patches of a tile; returns the
+        index map (1, h2, w2) over ``index_box`` (index cells)."""
+        cond, start = self.sessions["condition"].run(None, {"xc": xc})
+        return self.draw_on_condition(cond, start, index_box, sampler, on_step)
+
+    def draw_on_condition(
+        self,
+        cond: np.ndarray,
+        start: np.ndarray,
+        index_box: Box,
+        sampler: Sampler,
+        on_step: TileStepHook | None = None,
+    ) -> np.ndarray:
+        """The cached LAR steps on the condition net's per-patch outputs (each ``(1, hp, wp, ...)``).
 
         Step ``t`` draws the codes of positions ``t + j * tokens`` (``j < codes_per_step``) of
         every patch, each from its own row of logits with that position's noise."""
-        cond, start = self.sessions["condition"].run(None, {"xc": xc})
         _, hp, wp = cond.shape[:3]
         k, tokens, per_step = self.spec.patch_size, self.spec.tokens, self.spec.codes_per_step
         cache = self._empty_cache(hp * wp)
@@ -201,22 +213,54 @@ class LarSR(Architecture):
         sampler: Sampler,
         texture: float,
         on_step: TileStepHook | None = None,
+        keep: Box | None = None,
     ) -> np.ndarray:
+        """Condition net on the whole context, LAR steps on ``keep`` grown by the LAR and decoder
+        radii, decoder on ``keep`` grown by its own (``stage_window``): each stage computes only
+        what the next one reads. The result covers ``keep``."""
+        keep = context if keep is None else keep
         if texture <= 0:  # no texture: the LAR steps and the decoder would be wasted work
             if on_step is not None:
                 on_step(1, 1)
-            return xc
+            return self._crop_hr(xc, keep, context)
+        lar_box = self.stage_window(("lar", "decoder"), keep, context)
+        decoder_box = self.stage_window(("decoder",), keep, context)
+        cond, start = self.sessions["condition"].run(None, {"xc": xc})
+        cond, start = self._crop_patches(cond, lar_box, context), self._crop_patches(start, lar_box, context)
         s = self.spec.index_stride
-        index_box = Box(s * context.y0, s * context.y1, s * context.x0, s * context.x1)
-        indices = self.draw_codes(xc, index_box, sampler, on_step)
+        index_box = Box(s * lar_box.y0, s * lar_box.y1, s * lar_box.x0, s * lar_box.x1)
+        indices = self.draw_on_condition(cond, start, index_box, sampler, on_step)
+        del cond, start
         self.release_stage_memory()  # the cache and the step's arena, before the decoder's peak
-        sr = self.sessions["decoder"].run(None, {"indices": indices, "xc": xc})[0]
+        inner = decoder_box.relative_to(lar_box)
+        indices = np.ascontiguousarray(indices[:, s * inner.y0 : s * inner.y1, s * inner.x0 : s * inner.x1])
+        xd = np.ascontiguousarray(self._crop_hr(xc, decoder_box, context))
+        sr = self.sessions["decoder"].run(None, {"indices": indices, "xc": xd})[0]
         if texture != 1.0:
             # A blend of the two finished pictures (the clean coarse one and the full one), so
             # that every strength is exactly what export.evaluate scores from those two.
-            clean = np.clip(xc, 0.0, 1.0)
+            clean = np.clip(xd, 0.0, 1.0)
             sr = clean + np.float32(texture) * (np.clip(sr, 0.0, 1.0) - clean)
-        return sr
+        return self._crop_hr(sr, keep, decoder_box)
+
+    def _crop_hr(self, image: np.ndarray, box: Box, within: Box) -> np.ndarray:
+        """The (1, 3, s*h, s*w) view of ``box`` in an HR image of the LR window ``within``."""
+        if box == within:
+            return image
+        r, s = box.relative_to(within), self.scale
+        return image[:, :, r.y0 * s : r.y1 * s, r.x0 * s : r.x1 * s]
+
+    def _crop_patches(self, per_patch: np.ndarray, box: Box, within: Box) -> np.ndarray:
+        """A per-patch map (1, hp, wp, ...) of the LR window ``within``, cut to ``box`` (whose
+        corners sit on the patch grid: the tile multiple)."""
+        if box == within:
+            return per_patch
+        lr_per_patch = self.spec.patch_size // self.spec.index_stride
+        r = box.relative_to(within)
+        if any(v % lr_per_patch for v in (r.y0, r.y1, r.x0, r.x1)):
+            raise ValueError(f"stage window {box} is off the patch grid of {within}")
+        p = lr_per_patch
+        return np.ascontiguousarray(per_patch[:, r.y0 // p : r.y1 // p, r.x0 // p : r.x1 // p])
 
     def bytes_per_lr_pixel(self) -> int:
         """The whole chain on one tile: the coarse net runs first and its feature maps are gone
