@@ -88,8 +88,7 @@ class Upscaler:
             self.manifest.spec,
             self.manifest.scale,
             self.sessions,
-            receptive_field=self.manifest.receptive_field,
-            multiple=self.manifest.tile_multiple,
+            margin_of=self.manifest.margin_of,
         )
 
     @classmethod

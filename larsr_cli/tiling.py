@@ -29,6 +29,15 @@ class Box:
     def width(self) -> int:
         return self.x1 - self.x0
 
+    def grown(self, by: int, within: Box) -> Box:
+        """This box with ``by`` px more on every side, clipped to ``within``."""
+        return Box(
+            max(within.y0, self.y0 - by),
+            min(within.y1, self.y1 + by),
+            max(within.x0, self.x0 - by),
+            min(within.x1, self.x1 + by),
+        )
+
     def relative_to(self, outer: Box) -> Box:
         return Box(self.y0 - outer.y0, self.y1 - outer.y0, self.x0 - outer.x0, self.x1 - outer.x0)
 
@@ -110,14 +119,9 @@ def _grid(
     rows: list[tuple[int, int]], cols: list[tuple[int, int]], margin: int, height: int, width: int
 ) -> list[Tile]:
     """Row-major tiles owning ``rows x cols`` spans, each reading ``margin`` inside the image."""
-    return [
-        Tile(
-            Box(y0, y1, x0, x1),
-            Box(max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin)),
-        )
-        for y0, y1 in rows
-        for x0, x1 in cols
-    ]
+    image = Box(0, height, 0, width)
+    owns = (Box(y0, y1, x0, x1) for y0, y1 in rows for x0, x1 in cols)
+    return [Tile(own, own.grown(margin, image)) for own in owns]
 
 
 def plan_strips(

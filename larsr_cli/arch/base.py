@@ -61,16 +61,14 @@ class Architecture(ABC):
         scale: int,
         sessions: dict[str, Any],
         *,
-        receptive_field: Mapping[str, int] | None = None,
-        multiple: int = 1,
+        margin_of: Callable[[tuple[str, ...]], int] | None = None,
     ) -> None:
         self.spec = spec
         self.scale = scale
-        # The manifest's measured radii (LR px) and tile multiple: with them a tile's later stages
-        # run on windows that shrink towards the pixels kept (``stage_window``); without, every
-        # stage runs on the whole context.
-        self.receptive_field = dict(receptive_field or {})
-        self.multiple = max(1, int(multiple))
+        # The manifest's ``margin_of`` (summed radii of a chain of stages, on the tile multiple):
+        # with it a tile's later stages run on windows that shrink towards the pixels kept
+        # (``stage_window``); without, every stage runs on the whole context.
+        self.margin_of = margin_of
         # The caller's dict, read on every call: a profiler may swap an entry for a timing proxy.
         self.sessions = sessions
         # Whether the family hands freed heap pages back between its stages inside a tile
@@ -80,25 +78,18 @@ class Architecture(ABC):
 
     def stage_window(self, stages: tuple[str, ...], keep: Box | None, context: Box) -> Box:
         """The LR window the chain ``stages`` must run on so that ``keep`` comes out exact: ``keep``
-        grown by their summed radii (rounded up to the tile multiple, so code patches stay on the
-        global grid), within ``context``. The whole context when nothing is kept or a radius is
-        unknown.
+        grown by their summed radii (``Manifest.margin_of``: on the tile multiple, so code patches
+        stay on the global grid), within ``context``. The whole context when nothing is kept or no
+        margins were given.
 
         Why: a tile's context carries the margin of every texture stage, but each stage needs
         only the margin of the stages after it. The LAR steps on ``keep`` + 26 px and the decoder
         on ``keep`` + 10 px instead of ``keep`` + 38 px compute 12-15% fewer pixels each in a
         392 px tile, and the LAR stage, which sets the tile's memory peak, holds less.
         """
-        if keep is None or any(name not in self.receptive_field for name in stages):
+        if keep is None or self.margin_of is None:
             return context
-        m = self.multiple
-        grow = -(-sum(int(self.receptive_field[name]) for name in stages) // m) * m
-        return Box(
-            max(context.y0, keep.y0 - grow),
-            min(context.y1, keep.y1 + grow),
-            max(context.x0, keep.x0 - grow),
-            min(context.x1, keep.x1 + grow),
-        )
+        return keep.grown(self.margin_of(stages), context)
 
     def release_stage_memory(self) -> None:
         """Between two stages of one tile: free heap pages go back when the pipeline asks."""
