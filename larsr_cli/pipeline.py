@@ -25,7 +25,7 @@ from .manifest import Manifest, load_manifest
 from .precision import CpuFlags, graph_files, resolve_precision
 from .sampler import Sampler, Step, StepHook, resolve_sampler
 from .sessions import DeviceChoice, open_session, parse_device, resolve_threads
-from .tiling import Box, Tile, lr_window, plan_grid, plan_tiles
+from .tiling import Box, Tile, balanced_spans, cheapest_grid, lr_window, plan_tiles
 from .twopass import render_two_pass, window_bytes
 
 # (units done, units in total) over the whole image; a unit is one step of one tile.
@@ -194,25 +194,21 @@ class Upscaler:
 
         mode = self.tiling_mode(texture)  # several tiles: a single one was ruled out above
 
-        def fits(rows: int, cols: int) -> bool:
+        def fits(tiles: list[Tile]) -> bool:
+            rows, cols = max(t.context.height for t in tiles), max(t.context.width for t in tiles)
             return self.tile_bytes(rows, cols, width, mode) <= self.memory_budget
 
-        best: tuple[tuple[int, int], list[Tile]] | None = None
-        for rows in range(1, height // m + 1):
-            if best is not None and (height + 2 * margin * (rows - 1)) * width >= best[0][0]:
-                break  # even one column would compute more pixels than the best grid
-            for cols in range(1, width // m + 1):
-                tiles = plan_grid(height, width, rows, cols, margin, m)
-                if tiles is None:
-                    break  # narrower inner tiles would own nothing
-                if fits(max(t.context.height for t in tiles), max(t.context.width for t in tiles)):
-                    key = (sum(t.context.height * t.context.width for t in tiles), len(tiles))
-                    if best is None or key < best[0]:
-                        best = (key, tiles)
-                    break  # more columns only add margins
-        if best is None:  # a budget below any grid: the smallest tiles
+        grid = cheapest_grid(
+            lambda count: balanced_spans(height, count, margin, m),
+            lambda count: balanced_spans(width, count, margin, m),
+            margin,
+            height,
+            width,
+            fits,
+        )
+        if grid.best is None:  # a budget below any grid: the smallest tiles
             return plan_tiles(height, width, 4 * m, margin, m)
-        return best[1]
+        return grid.best
 
     def strip_pixels(self, tiles: list[Tile], width: int) -> int:
         """LR pixels (context included) per structure strip: what the budget leaves beside the

@@ -9,6 +9,7 @@ global grid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,7 +116,7 @@ def balanced_range_spans(
     return spans
 
 
-def _grid(
+def grid_of(
     rows: list[tuple[int, int]], cols: list[tuple[int, int]], margin: int, height: int, width: int
 ) -> list[Tile]:
     """Row-major tiles owning ``rows x cols`` spans, each reading ``margin`` inside the image."""
@@ -136,35 +137,60 @@ def plan_strips(
     in 24 strips that way, 1.34 in 11 balanced ones (larsr-x4, default budget).
     """
     margin = _round_up(max(margin, 0), multiple)
-    best: tuple[int, list[Tile]] | None = None
+    grid = cheapest_grid(
+        lambda count: balanced_range_spans(y0, y1, height, count, margin, multiple),
+        lambda count: balanced_range_spans(0, width, width, count, margin, multiple),
+        margin,
+        height,
+        width,
+        lambda tiles: max(t.context.height * t.context.width for t in tiles) <= max_pixels,
+    )
+    return grid.best if grid.best is not None else grid.finest
+
+
+Spans = list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class GridChoice:
+    best: list[Tile] | None  # the cheapest grid that fits; None when none does
+    finest: list[Tile]  # the last grid tried: the fallback of a caller that must tile anyway
+
+
+def cheapest_grid(
+    row_spans: Callable[[int], Spans | None],
+    col_spans: Callable[[int], Spans | None],
+    margin: int,
+    height: int,
+    width: int,
+    fits: Callable[[list[Tile]], bool],
+) -> GridChoice:
+    """The grid of ``row_spans(r) x col_spans(c)`` tiles that computes the fewest context pixels
+    (then the fewest tiles) among those that ``fits``.
+
+    Why this search is cheap: for each row count only the first column count that fits can win
+    (more columns only add margins), and once one column of a row count already computes more
+    pixels than the best grid, more rows cannot win either. ``*_spans(n)`` is None when ``n``
+    spans would leave one owning nothing. Texture tiles (``Upscaler.auto_plan``) and structure
+    strips (``plan_strips``) share it with their own span rules and fit tests.
+    """
+    best: tuple[tuple[int, int], list[Tile]] | None = None
     finest: list[Tile] = []
-    for nr in range(1, (y1 - y0) // multiple + 1):
-        rows = balanced_range_spans(y0, y1, height, nr, margin, multiple)
+    for row_count in range(1, height + 1):
+        rows = row_spans(row_count)
         if rows is None:
             break
         row_px = sum(min(height, b + margin) - max(0, a - margin) for a, b in rows)
-        if best is not None and row_px * width >= best[0]:
+        if best is not None and row_px * width >= best[0][0]:
             break  # even one column computes more pixels than the best grid
-        for nc in range(1, width // multiple + 1):
-            cols = balanced_range_spans(0, width, width, nc, margin, multiple)
+        for col_count in range(1, width + 1):
+            cols = col_spans(col_count)
             if cols is None:
                 break
-            tiles = _grid(rows, cols, margin, height, width)
-            finest = tiles
-            if max(t.context.height * t.context.width for t in tiles) <= max_pixels:
-                total = sum(t.context.height * t.context.width for t in tiles)
-                if best is None or total < best[0]:
-                    best = (total, tiles)
+            tiles = finest = grid_of(rows, cols, margin, height, width)
+            if fits(tiles):
+                key = (sum(t.context.height * t.context.width for t in tiles), len(tiles))
+                if best is None or key < best[0]:
+                    best = (key, tiles)
                 break  # more columns only add margins
-    return best[1] if best is not None else finest
-
-
-def plan_grid(height: int, width: int, rows: int, cols: int, margin: int, multiple: int) -> list[Tile] | None:
-    """A ``rows x cols`` grid of tiles with balanced contexts (``balanced_spans``), row-major."""
-    if height % multiple or width % multiple:
-        raise ValueError("pad the image to the tile multiple first")
-    margin = _round_up(max(margin, 0), multiple)
-    ys, xs = balanced_spans(height, rows, margin, multiple), balanced_spans(width, cols, margin, multiple)
-    if ys is None or xs is None:
-        return None
-    return _grid(ys, xs, margin, height, width)
+    return GridChoice(best[1] if best is not None else None, finest)

@@ -16,7 +16,7 @@ from helpers import psnr
 from larsr_cli.errors import LarsrError
 from larsr_cli.pipeline import Upscaler
 from larsr_cli.sampler import ROWS_PER_JOB, CodeNoise, sample_codes
-from larsr_cli.tiling import plan_grid, plan_tiles
+from larsr_cli.tiling import balanced_spans, grid_of, plan_tiles
 from larsr_cli.twopass import window_bytes
 
 H, W = 24, 32
@@ -360,8 +360,10 @@ def test_plan_tiles_partition_the_image(h: int, w: int, tile: int, margin: int, 
 def test_grid_tiles_partition_the_image_with_equal_contexts(
     h: int, w: int, rows: int, cols: int, margin: int
 ) -> None:
-    tiles = plan_grid(h, w, rows, cols, margin, 2)
-    assert tiles is not None and len(tiles) == rows * cols
+    ys, xs = balanced_spans(h, rows, margin, 2), balanced_spans(w, cols, margin, 2)
+    assert ys is not None and xs is not None
+    tiles = grid_of(ys, xs, margin, h, w)
+    assert len(tiles) == rows * cols
     owned = np.zeros((h, w), np.int32)
     for t in tiles:
         owned[t.own.y0 : t.own.y1, t.own.x0 : t.own.x1] += 1
