@@ -30,10 +30,20 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
+_trimming = True
+
+
+def set_trimming(enabled: bool) -> None:
+    """Turn the trims off (or back on) process-wide: ``benchmarks.heap_policy`` measures what
+    they cost in time and what they save in peak RSS."""
+    global _trimming
+    _trimming = enabled
+
+
 def release_freed_memory() -> bool:
     """Return free heap pages to the OS; True when the C library could do it."""
     trim = _malloc_trim()
-    if trim is None:
+    if trim is None or not _trimming:
         return False
     trim(0)
     return True

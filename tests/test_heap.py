@@ -48,3 +48,22 @@ def test_large_blocks_come_back_from_the_heap_without_new_page_faults() -> None:
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert block.sum() == 16 << 20
     assert faults < 2000, faults
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_with_trimming_off_freed_pages_stay_in_the_process() -> None:
+    """``benchmarks.heap_policy`` compares runs with the trims off: then nothing goes back."""
+    from larsr_cli.heap import set_trimming
+
+    blocks = [np.ones(12_000, dtype=np.float32) for _ in range(4000)]
+    pin = np.ones(12_000, dtype=np.float32)
+    del blocks
+    set_trimming(False)
+    try:
+        before = _rss_mib()
+        assert not release_freed_memory()
+        assert before - _rss_mib() < 20
+    finally:
+        set_trimming(True)
+    assert release_freed_memory()
+    assert pin.sum() == 12_000

@@ -1,0 +1,173 @@
+"""What the heap trims cost and what they buy: a tiled 4096 px output with and without them.
+
+Why: larsr bounds peak RSS by handing freed heap pages back to the OS between strips, stages
+and tiles (``larsr_cli.heap.release_freed_memory``). On a VM whose host reclaims freed guest
+memory (``benchmarks.refault``), every page handed back is faulted in again slowly by the next
+stage. This runs the same work in a fresh process per policy (the heap's history is part of
+what is measured): a 64 px warm-up, three 256 px inputs (untiled: the rate tiling is compared
+with) and two 1024 px inputs with ``--tile auto``, in-process as ``benchmarks.speed`` does, and
+records seconds, kernel seconds and peak RSS per policy. Policies: the trims on at the default
+memory budget, and the trims off at several budgets (a smaller budget plans smaller tiles, so a
+heap that never shrinks may still stay bounded).
+
+    python -m benchmarks.heap_policy [--budgets 1.2,0.9,0.8,0.7] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import (
+    DEFAULT_RESULTS,
+    BenchError,
+    command_line,
+    log,
+    machine_info,
+    run_main,
+    write_json,
+    write_text,
+)
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "larsr-x4"
+SCALE = 4
+
+
+def crop(src: np.ndarray, size: int) -> np.ndarray:
+    h, w = src.shape[:2]
+    y, x = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(src[y : y + size, x : x + size]).astype(np.float32) / 255.0
+
+
+def child(budget: float, trims: bool, threads: int) -> dict[str, Any]:
+    """One policy in this process: the runs and their seconds, kernel seconds and peak RSS."""
+    from benchmarks.common import open_upscaler
+    from benchmarks.speed import source_photo
+    from larsr_cli.heap import set_trimming
+
+    set_trimming(trims)
+    upscaler = open_upscaler(MODEL, threads, precision="fp32")
+    upscaler.memory_budget = int(budget * 1e9)
+    src = source_photo("data/photos", [])
+    if src is None:
+        raise SystemExit("no photos: python -m export.data fetch data")
+    runs = []
+    for size, repeats in ((64, 1), (256, 3), (1024, 2)):
+        lr = crop(src, size)
+        for _ in range(repeats):
+            before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            upscaler.upscale_array(lr, tile="auto", out_dtype=np.uint8)
+            seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+            runs.append(
+                {
+                    "input": size,
+                    "tiles": len(upscaler.plan(size, size, "auto")),
+                    "seconds": round(seconds, 3),
+                    "s_per_mpx": round(seconds / (SCALE * SCALE * size * size / 1e6), 3),
+                    "kernel_s": round(after.ru_stime - before.ru_stime, 2),
+                    "peak_rss_mib": after.ru_maxrss // 1024,  # so far in this process
+                }
+            )
+    return {"budget_gb": budget, "trims": trims, "runs": runs}
+
+
+def summary(policy: dict[str, Any]) -> dict[str, Any]:
+    untiled = min(r["s_per_mpx"] for r in policy["runs"] if r["input"] == 256)
+    tiled = [r for r in policy["runs"] if r["input"] == 1024]
+    best = min(tiled, key=lambda r: r["seconds"])
+    return {
+        "s_per_mpx_256": untiled,
+        "s_per_mpx_1024": best["s_per_mpx"],
+        "ratio": round(best["s_per_mpx"] / untiled, 3),
+        "tiles": best["tiles"],
+        "kernel_s": [r["kernel_s"] for r in tiled],
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in tiled),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "## Heap trims: time against peak RSS (`benchmarks.heap_policy`)",
+        "",
+        "One fresh process per policy; in it 64 px, 3x 256 px (untiled) and 2x 1024 px -> 4096 px "
+        "(`--tile auto`), fp32, 2 threads. Ratio: the faster 1024 px run's s / output Mpx over the "
+        "fastest 256 px run's (the tiling bar is 1.15x); kernel s per 1024 px run.",
+        "",
+        "| trims | budget GB | tiles | 256 px s/Mpx | 1024 px s/Mpx | ratio | kernel s | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for p in result["policies"]:
+        s = p["summary"]
+        lines.append(
+            f"| {'on' if p['trims'] else 'off'} | {p['budget_gb']} | {s['tiles']} | {s['s_per_mpx_256']} | "
+            f"{s['s_per_mpx_1024']} | {s['ratio']} | {', '.join(map(str, s['kernel_s']))} | "
+            f"{s['peak_rss_mib']} |"
+        )
+    m = result["machine"]
+    lines += [
+        "",
+        f"Machine: {m.get('cpu_model')}; flags {', '.join(m.get('cpu_flags') or [])}; {result['date']}.",
+        f"Command: `{result['command']}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", default="1.2,0.9,0.8,0.7", help="memory budgets (GB) run without trims")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--child", nargs=2, metavar=("BUDGET", "TRIMS"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        print(json.dumps(child(float(args.child[0]), args.child[1] == "on", args.threads)))
+        return 0
+    policies = [(1.2, "on")] + [(float(b), "off") for b in args.budgets.split(",") if b.strip()]
+    results = []
+    for budget, trims in policies:
+        log(f"trims {trims}, budget {budget} GB")
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.heap_policy",
+            "--threads",
+            str(args.threads),
+            "--child",
+            str(budget),
+            trims,
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode:
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+            raise BenchError(f"the {trims}/{budget} GB run failed: {lines[-1]}")
+        policy = json.loads(done.stdout.strip().splitlines()[-1])
+        policy["summary"] = summary(policy)
+        log(f"  {policy['summary']}")
+        results.append(policy)
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "command": command_line("benchmarks.heap_policy", argv),
+        "machine": machine_info(),
+        "policies": results,
+    }
+    write_json(args.out / "heap_policy.json", result)
+    write_text(args.out / "heap_policy.md", markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
