@@ -212,6 +212,8 @@ def efficiency_table(data: dict[str, Any]) -> str:
 def peak_line(data: dict[str, Any]) -> str:
     peak = data["peak"]
     kinds = ", ".join(f"{k} {v:.0f}" for k, v in peak["gflops"].items())
+    if peak.get("measurements", 1) > 1:
+        kinds += f" (best of {peak['measurements']} measurements, before and after the timed runs)"
     flags = ", ".join(data["machine"].get("cpu_flags") or []) or "unknown"
     return (
         f"Measured peak with {peak['threads']} threads (GFLOP/s; int8 in GOP/s): {kinds}; "
