@@ -116,8 +116,15 @@ class LarSR(Architecture):
             ),
         )
 
-    def __init__(self, spec: ArchSpec, scale: int, sessions: dict[str, Any], **tiling: Any) -> None:
-        super().__init__(spec, scale, sessions, **tiling)
+    def __init__(
+        self,
+        spec: ArchSpec,
+        scale: int,
+        sessions: dict[str, Any],
+        *,
+        margin_of: Callable[[tuple[str, ...]], int] | None = None,
+    ) -> None:
+        super().__init__(spec, scale, sessions, margin_of=margin_of)
         check_cache_layout(sessions["lar_step"])
 
     # -- stages -----------------------------------------------------------------------------------
