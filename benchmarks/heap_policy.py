@@ -29,6 +29,7 @@ import numpy as np
 
 from benchmarks.common import (
     DEFAULT_RESULTS,
+    REPO_DIR,
     BenchError,
     command_line,
     log,
@@ -38,20 +39,14 @@ from benchmarks.common import (
     write_text,
 )
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "larsr-x4"
+MODEL = REPO_DIR / "models" / "larsr-x4"
 SCALE = 4
-
-
-def crop(src: np.ndarray, size: int) -> np.ndarray:
-    h, w = src.shape[:2]
-    y, x = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(src[y : y + size, x : x + size]).astype(np.float32) / 255.0
 
 
 def child(budget: float, trims: bool, threads: int) -> dict[str, Any]:
     """One policy in this process: the runs and their seconds, kernel seconds and peak RSS."""
     from benchmarks.common import open_upscaler
-    from benchmarks.speed import source_photo
+    from benchmarks.speed import make_input, source_photo
     from larsr_cli.heap import set_trimming
 
     set_trimming(trims)
@@ -62,7 +57,7 @@ def child(budget: float, trims: bool, threads: int) -> dict[str, Any]:
         raise SystemExit("no photos: python -m export.data fetch data")
     runs = []
     for size, repeats in ((64, 1), (256, 3), (1024, 2)):
-        lr = crop(src, size)
+        lr = make_input(src, size).astype(np.float32) / 255.0  # the crop benchmarks.speed times
         for _ in range(repeats):
             before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             upscaler.upscale_array(lr, tile="auto", out_dtype=np.uint8)

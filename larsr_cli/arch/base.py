@@ -75,6 +75,12 @@ class Architecture(ABC):
         # (``heap.release_freed_memory``): the pipeline decides per image, because the trim bounds
         # the peak of a large tile but makes the next stage fault its pages in again.
         self.release_between_stages = True
+        self.check_sessions(sessions)
+
+    def check_sessions(self, sessions: dict[str, Any]) -> None:
+        """Refuse graphs this family cannot run (one ``ModelError`` line) when the model opens,
+        not at its first tile; a family whose graphs need no check keeps this one."""
+        return None
 
     def stage_window(self, stages: tuple[str, ...], keep: Box | None, context: Box) -> Box:
         """The LR window the chain ``stages`` must run on so that ``keep`` comes out exact: ``keep``

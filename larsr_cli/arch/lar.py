@@ -116,15 +116,7 @@ class LarSR(Architecture):
             ),
         )
 
-    def __init__(
-        self,
-        spec: ArchSpec,
-        scale: int,
-        sessions: dict[str, Any],
-        *,
-        margin_of: Callable[[tuple[str, ...]], int] | None = None,
-    ) -> None:
-        super().__init__(spec, scale, sessions, margin_of=margin_of)
+    def check_sessions(self, sessions: dict[str, Any]) -> None:
         check_cache_layout(sessions["lar_step"])
 
     # -- stages -----------------------------------------------------------------------------------
