@@ -74,3 +74,37 @@ def test_the_peak_is_the_best_of_each_kernel_over_its_measurements() -> None:
     assert best["gflops"] == {"fp32_conv": 198.0, "fp32_gemm": 179.0}
     assert best["fp32_peak_gflops"] == 198.0 and best["measurements"] == 2
     assert before["gflops"]["fp32_conv"] == 105.0  # the measurements themselves are kept as they were
+
+
+def test_heap_trace_notes_every_graph_run_of_a_tiled_image(tiny_model_dir) -> None:
+    """benchmarks.heap_trace shows the heap after each run, tile by tile: every graph role of a
+    tiled image appears, once per tile for the texture graphs (a tile's LAR steps shown once),
+    and the heap in use never exceeds the heap. The sessions are the upscaler's own afterwards."""
+    import numpy as np
+
+    from benchmarks.heap_trace import markdown, trace_image
+    from larsr_cli.pipeline import Upscaler
+
+    upscaler = Upscaler(tiny_model_dir, threads=1, memory_budget=2_000_000)
+    lr = np.random.default_rng(0).random((96, 96, 3), dtype=np.float32)
+    tiles = len(upscaler.plan(96, 96, "auto"))
+    assert tiles > 1
+    sessions = dict(upscaler.sessions)
+    rows = trace_image(upscaler, lr)
+    assert upscaler.sessions == sessions
+    runs = [r["run"] for r in rows]
+    assert {"coarse", "condition", "lar_step", "decoder"} <= set(runs)
+    assert runs.count("condition") == runs.count("lar_step") == runs.count("decoder") == tiles
+    assert all(0 < r["in_use_mib"] <= r["heap_mib"] and r["rss_mib"] > 0 for r in rows)
+    result = {
+        "size": 96,
+        "date": "2026-12-03",
+        "command": "python -m benchmarks.heap_trace",
+        "machine": {},
+        "policies": [
+            {"trims": True, "tiles": tiles, "rows": rows},
+            {"trims": False, "tiles": tiles, "rows": rows[:2]},
+        ],
+    }
+    table = [line for line in markdown(result).splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(table) == len(rows)
