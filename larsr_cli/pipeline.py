@@ -25,7 +25,7 @@ from .manifest import Manifest, load_manifest
 from .precision import CpuFlags, graph_files, resolve_precision
 from .sampler import Sampler, Step, StepHook, resolve_sampler
 from .sessions import DeviceChoice, open_session, parse_device, resolve_threads
-from .tiling import Box, Tile, balanced_spans, cheapest_grid, lr_window, plan_tiles
+from .tiling import Box, Tile, balanced_spans, cheapest_grid, hr_slices, lr_window, plan_tiles
 from .twopass import render_two_pass, window_bytes
 
 # (units done, units in total) over the whole image; a unit is one step of one tile.
@@ -270,8 +270,8 @@ class Upscaler:
             release_freed_memory()
 
         def own_pixels(tile: Tile, sr: np.ndarray) -> np.ndarray:
-            own = tile.own.relative_to(tile.context)
-            return sr[0, :, own.y0 * s : own.y1 * s, own.x0 * s : own.x1 * s].transpose(1, 2, 0)
+            rows, cols = hr_slices(tile.own, tile.context, s)
+            return sr[0, :, rows, cols].transpose(1, 2, 0)
 
         if self.run_mode(texture, count) == "two-pass":
             arch = self.arch

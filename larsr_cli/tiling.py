@@ -49,6 +49,13 @@ class Tile:
     context: Box  # the LR pixels it reads (own + margin, clipped to the image)
 
 
+def hr_slices(box: Box, within: Box, scale: int) -> tuple[slice, slice]:
+    """Rows and columns of ``box`` in an HR array made from the LR window ``within``: the one
+    place that scales LR boxes to HR indices (tile results, stage windows, structure strips)."""
+    r = box.relative_to(within)
+    return slice(r.y0 * scale, r.y1 * scale), slice(r.x0 * scale, r.x1 * scale)
+
+
 def lr_window(lr: np.ndarray, box: Box) -> np.ndarray:
     """The (1, 3, h, w) graph input for the LR pixels of ``box`` of an HxWx3 image."""
     return np.ascontiguousarray(lr[box.y0 : box.y1, box.x0 : box.x1].transpose(2, 0, 1)[None])

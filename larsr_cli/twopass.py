@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .heap import release_freed_memory
-from .tiling import Box, Tile, lr_window, plan_strips
+from .tiling import Box, Tile, hr_slices, lr_window, plan_strips
 
 # (1, 3, h, w) LR -> (1, 3, s*h, s*w) structure image of that window.
 StructureFn = Callable[[np.ndarray], np.ndarray]
@@ -80,10 +80,9 @@ class StructureRows:
             xc = self.structure(lr_window(self.lr, context))[0]
             self.strips += 1
             self.own_pixels += own.height * own.width
-            kept = own.relative_to(context)
-            out[:, (own.y0 - y0) * s : (own.y1 - y0) * s, own.x0 * s : own.x1 * s] = xc[
-                :, kept.y0 * s : kept.y1 * s, kept.x0 * s : kept.x1 * s
-            ]
+            out_rows, out_cols = hr_slices(own, Box(y0, y1, 0, self.width), s)
+            rows, cols = hr_slices(own, context, s)
+            out[:, out_rows, out_cols] = xc[:, rows, cols]
             del xc
             release_freed_memory()  # a strip's feature maps, before the next strip
 
@@ -113,9 +112,8 @@ class StructureRows:
 
 def context_structure(window: np.ndarray, band: Band, context: Box, scale: int) -> np.ndarray:
     """(1, 3, s*h, s*w): the window's structure pixels of one tile's context."""
-    s = scale
-    rows = slice((context.y0 - band.y0) * s, (context.y1 - band.y0) * s)
-    return np.ascontiguousarray(window[None, :, rows, context.x0 * s : context.x1 * s])
+    rows, cols = hr_slices(context, Box(band.y0, band.y1, 0, window.shape[2] // scale), scale)
+    return np.ascontiguousarray(window[None, :, rows, cols])
 
 
 def window_bytes(rows: int, width: int, scale: int) -> int:

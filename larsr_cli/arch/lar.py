@@ -21,7 +21,7 @@ from ..errors import ModelError
 from ..fields import read_int, read_number
 from ..sampler import Sampler
 from ..sessions import shrink_arena_options
-from ..tiling import Box
+from ..tiling import Box, hr_slices
 from .base import Architecture, ArchSpec, TileStepHook
 
 #: The step graph's key/value layout, as its ONNX metadata names it: time first and only the
@@ -246,8 +246,8 @@ class LarSR(Architecture):
         """The (1, 3, s*h, s*w) view of ``box`` in an HR image of the LR window ``within``."""
         if box == within:
             return image
-        r, s = box.relative_to(within), self.scale
-        return image[:, :, r.y0 * s : r.y1 * s, r.x0 * s : r.x1 * s]
+        rows, cols = hr_slices(box, within, self.scale)
+        return image[:, :, rows, cols]
 
     def _crop_patches(self, per_patch: np.ndarray, box: Box, within: Box) -> np.ndarray:
         """A per-patch map (1, hp, wp, ...) of the LR window ``within``, cut to ``box`` (whose
