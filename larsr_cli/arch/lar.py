@@ -237,9 +237,16 @@ class LarSR(Architecture):
         sr = self.sessions["decoder"].run(None, {"indices": indices, "xc": xd})[0]
         if texture != 1.0:
             # A blend of the two finished pictures (the clean coarse one and the full one), so
-            # that every strength is exactly what export.evaluate scores from those two.
+            # that every strength is exactly what export.evaluate scores from those two:
+            # clean + texture * (clip(sr) - clean), worked in the decoder's own output array.
+            # The same float32 operations in the same order, so the same bits, without three
+            # HR-sized temporaries (a 1024 px output: 10.4 -> 3.7 ms; more where the heap was
+            # just handed back and every new array faults its pages in).
             clean = np.clip(xd, 0.0, 1.0)
-            sr = clean + np.float32(texture) * (np.clip(sr, 0.0, 1.0) - clean)
+            np.clip(sr, 0.0, 1.0, out=sr)
+            sr -= clean
+            sr *= np.float32(texture)
+            sr += clean
         return self._crop_hr(sr, keep, decoder_box)
 
     def _crop_hr(self, image: np.ndarray, box: Box, within: Box) -> np.ndarray:
