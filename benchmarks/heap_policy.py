@@ -8,9 +8,12 @@ what is measured): a 64 px warm-up, three 256 px inputs (untiled: the rate tilin
 with) and two 1024 px inputs with ``--tile auto``, in-process as ``benchmarks.speed`` does, and
 records seconds, kernel seconds and peak RSS per policy. Policies: the trims on at the default
 memory budget, and the trims off at several budgets (a smaller budget plans smaller tiles, so a
-heap that never shrinks may still stay bounded).
+heap that never shrinks may still stay bounded). ``--mixed`` goes on in the same process with
+the images a long-lived process (a Ray worker, an API) meets: 1000x1600, 700x700 and 1024x1024
+again, and records the peak after them: what one image leaves in the heap can raise the next
+one's peak.
 
-    python -m benchmarks.heap_policy [--budgets 1.2,0.9,0.8,0.7] [--out benchmarks/results]
+    python -m benchmarks.heap_policy [--budgets 1.2,0.9,0.8,0.7] [--on-budgets 1.2] [--mixed]
 """
 
 from __future__ import annotations
@@ -43,7 +46,20 @@ MODEL = REPO_DIR / "models" / "larsr-x4"
 SCALE = 4
 
 
-def child(budget: float, trims: bool, threads: int) -> dict[str, Any]:
+# (rows, cols) of the --mixed runs, after the square ones: centre crops of the same photo.
+MIXED = ((1000, 1600), (700, 700), (1024, 1024))
+
+
+def crop(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A rows x cols centre crop of ``benchmarks.speed.make_input``'s square of the longer side."""
+    from benchmarks.speed import make_input
+
+    square = make_input(src, max(rows, cols))
+    top, left = (square.shape[0] - rows) // 2, (square.shape[1] - cols) // 2
+    return np.ascontiguousarray(square[top : top + rows, left : left + cols])
+
+
+def child(budget: float, trims: bool, threads: int, mixed: bool = False) -> dict[str, Any]:
     """One policy in this process: the runs and their seconds, kernel seconds and peak RSS."""
     from benchmarks.common import open_upscaler
     from benchmarks.speed import make_input, source_photo
@@ -56,18 +72,22 @@ def child(budget: float, trims: bool, threads: int) -> dict[str, Any]:
     if src is None:
         raise SystemExit("no photos: python -m export.data fetch data")
     runs = []
-    for size, repeats in ((64, 1), (256, 3), (1024, 2)):
-        lr = make_input(src, size).astype(np.float32) / 255.0  # the crop benchmarks.speed times
+    plan = [("square", size, size, repeats) for size, repeats in ((64, 1), (256, 3), (1024, 2))]
+    plan += [("mixed", rows, cols, 1) for rows, cols in MIXED] if mixed else []
+    for phase, rows, cols, repeats in plan:
+        image = make_input(src, rows) if rows == cols else crop(src, rows, cols)
+        lr = image.astype(np.float32) / 255.0  # the crop benchmarks.speed times
         for _ in range(repeats):
             before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             upscaler.upscale_array(lr, tile="auto", out_dtype=np.uint8)
             seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
             runs.append(
                 {
-                    "input": size,
-                    "tiles": len(upscaler.plan(size, size, "auto")),
+                    "phase": phase,
+                    "input": rows if rows == cols else f"{rows}x{cols}",
+                    "tiles": len(upscaler.plan(rows, cols, "auto")),
                     "seconds": round(seconds, 3),
-                    "s_per_mpx": round(seconds / (SCALE * SCALE * size * size / 1e6), 3),
+                    "s_per_mpx": round(seconds / (SCALE * SCALE * rows * cols / 1e6), 3),
                     "kernel_s": round(after.ru_stime - before.ru_stime, 2),
                     "peak_rss_mib": after.ru_maxrss // 1024,  # so far in this process
                 }
@@ -76,10 +96,11 @@ def child(budget: float, trims: bool, threads: int) -> dict[str, Any]:
 
 
 def summary(policy: dict[str, Any]) -> dict[str, Any]:
-    untiled = min(r["s_per_mpx"] for r in policy["runs"] if r["input"] == 256)
-    tiled = [r for r in policy["runs"] if r["input"] == 1024]
+    square = [r for r in policy["runs"] if r.get("phase", "square") == "square"]
+    untiled = min(r["s_per_mpx"] for r in square if r["input"] == 256)
+    tiled = [r for r in square if r["input"] == 1024]
     best = min(tiled, key=lambda r: r["seconds"])
-    return {
+    result = {
         "s_per_mpx_256": untiled,
         "s_per_mpx_1024": best["s_per_mpx"],
         "ratio": round(best["s_per_mpx"] / untiled, 3),
@@ -87,6 +108,11 @@ def summary(policy: dict[str, Any]) -> dict[str, Any]:
         "kernel_s": [r["kernel_s"] for r in tiled],
         "peak_rss_mib": max(r["peak_rss_mib"] for r in tiled),
     }
+    mixed = [r for r in policy["runs"] if r.get("phase") == "mixed"]
+    if mixed:
+        result["mixed"] = {str(r["input"]): r["s_per_mpx"] for r in mixed}
+        result["peak_rss_mixed_mib"] = max(r["peak_rss_mib"] for r in mixed)
+    return result
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -107,6 +133,22 @@ def markdown(result: dict[str, Any]) -> str:
             f"{s['s_per_mpx_1024']} | {s['ratio']} | {', '.join(map(str, s['kernel_s']))} | "
             f"{s['peak_rss_mib']} |"
         )
+    mixed = [p for p in result["policies"] if "mixed" in p["summary"]]
+    if mixed:
+        sizes = list(mixed[0]["summary"]["mixed"])
+        lines += [
+            "",
+            "Then, in the same process (`--mixed`), the images a long-lived process meets; s / output "
+            "Mpx per image and the process's peak RSS after them:",
+            "",
+            "| trims | budget GB | " + " | ".join(f"{size} s/Mpx" for size in sizes) + " | peak RSS MiB |",
+            "| --- | ---: |" + " ---: |" * (len(sizes) + 1),
+        ]
+        for p in mixed:
+            s = p["summary"]
+            rates = " | ".join(str(s["mixed"].get(size, "")) for size in sizes)
+            trims = "on" if p["trims"] else "off"
+            lines.append(f"| {trims} | {p['budget_gb']} | {rates} | {s['peak_rss_mixed_mib']} |")
     m = result["machine"]
     lines += [
         "",
@@ -120,6 +162,8 @@ def markdown(result: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="1.2,0.9,0.8,0.7", help="memory budgets (GB) run without trims")
+    parser.add_argument("--on-budgets", default="1.2", help="memory budgets (GB) run with the trims")
+    parser.add_argument("--mixed", action="store_true", help="then 1000x1600, 700x700, 1024x1024 in-process")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--child", nargs=2, metavar=("BUDGET", "TRIMS"), help=argparse.SUPPRESS)
@@ -129,9 +173,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        print(json.dumps(child(float(args.child[0]), args.child[1] == "on", args.threads)))
+        print(json.dumps(child(float(args.child[0]), args.child[1] == "on", args.threads, args.mixed)))
         return 0
-    policies = [(1.2, "on")] + [(float(b), "off") for b in args.budgets.split(",") if b.strip()]
+    policies = [(float(b), "on") for b in args.on_budgets.split(",") if b.strip()]
+    policies += [(float(b), "off") for b in args.budgets.split(",") if b.strip()]
     results = []
     for budget, trims in policies:
         log(f"trims {trims}, budget {budget} GB")
@@ -144,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--child",
             str(budget),
             trims,
+            *(["--mixed"] if args.mixed else []),
         ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode:

@@ -108,3 +108,37 @@ def test_heap_trace_notes_every_graph_run_of_a_tiled_image(tiny_model_dir) -> No
     }
     table = [line for line in markdown(result).splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(table) == len(rows)
+
+
+def test_heap_policy_keeps_the_mixed_images_apart_from_the_tiling_ratio() -> None:
+    """--mixed adds the images a long-lived process meets after the square runs: the tiling ratio
+    must still come from the square 256 and 1024 px runs, and the peak after the mixed images is
+    reported on its own (it is the long-lived process's figure, not the fresh one's)."""
+    import numpy as np
+
+    from benchmarks.heap_policy import crop, summary
+
+    def run(phase: str, size: object, s_per_mpx: float, kernel: float, peak: int) -> dict[str, object]:
+        return {
+            "phase": phase,
+            "input": size,
+            "tiles": 9,
+            "seconds": s_per_mpx,
+            "s_per_mpx": s_per_mpx,
+            "kernel_s": kernel,
+            "peak_rss_mib": peak,
+        }
+
+    runs = [run("square", 256, 1.0, 0.1, 500), run("square", 1024, 2.0, 9.0, 1200)]
+    runs += [run("square", 1024, 1.5, 8.0, 1250)]
+    runs += [run("mixed", "1000x1600", 2.5, 7.0, 1400), run("mixed", 1024, 1.8, 6.0, 1550)]
+    s = summary({"runs": runs})
+    assert s["ratio"] == 1.5 and s["kernel_s"] == [9.0, 8.0] and s["peak_rss_mib"] == 1250
+    assert s["mixed"] == {"1000x1600": 2.5, "1024": 1.8} and s["peak_rss_mixed_mib"] == 1550
+    unmarked = [{k: v for k, v in r.items() if k != "phase"} for r in runs[:3]]
+    old = summary({"runs": unmarked})  # results recorded before --mixed carry no phase
+    assert "mixed" not in old and old["ratio"] == 1.5
+
+    photo = np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8)
+    assert crop(photo, 1000, 1600).shape == (1000, 1600, 3)
+    assert crop(photo, 1200, 700).shape == (1200, 700, 3)
