@@ -162,7 +162,10 @@ def markdown(result: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="1.2,0.9,0.8,0.7", help="memory budgets (GB) run without trims")
-    parser.add_argument("--on-budgets", default="1.2", help="memory budgets (GB) run with the trims")
+    from larsr_cli.pipeline import DEFAULT_MEMORY_BUDGET
+
+    default = f"{DEFAULT_MEMORY_BUDGET / 1e9:g}"
+    parser.add_argument("--on-budgets", default=default, help="budgets (GB) run with trims (larsr's)")
     parser.add_argument("--mixed", action="store_true", help="then 1000x1600, 700x700, 1024x1024 in-process")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS)

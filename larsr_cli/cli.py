@@ -136,7 +136,7 @@ def _finite_temperature(value: float | None) -> float | None:
     "--tile",
     default="auto",
     show_default=True,
-    help="Tile size in LR pixels; 0 = whole image; auto: the grid with the least margin work in ~1.2 GB.",
+    help="Tile size in LR pixels; 0 = whole image; auto: the grid with the least margin work in ~1 GB.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
