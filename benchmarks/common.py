@@ -312,6 +312,18 @@ def last_json_line(stdout: str) -> dict[str, Any] | None:
     return None
 
 
+def child_report(module: str, args: Sequence[str], what: str) -> dict[str, Any]:
+    """Run ``python -m module *args`` in a fresh process and return its report (``last_json_line``):
+    the benchmarks whose subject is the heap's history run each policy this way. A failed child
+    is one ``BenchError`` line naming ``what`` ran."""
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, check=False)
+    report = last_json_line(done.stdout) if done.returncode == 0 else None
+    if report is None:
+        lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+        raise BenchError(f"the {what} run failed: {lines[-1]}")
+    return report
+
+
 # --------------------------------------------------------------------------------------------
 # Output
 

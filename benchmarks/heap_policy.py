@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ import numpy as np
 from benchmarks.common import (
     DEFAULT_RESULTS,
     REPO_DIR,
-    BenchError,
+    child_report,
     command_line,
     log,
     machine_info,
@@ -51,7 +50,8 @@ MIXED = ((1000, 1600), (700, 700), (1024, 1024))
 
 
 def crop(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """A rows x cols centre crop of ``benchmarks.speed.make_input``'s square of the longer side."""
+    """A rows x cols centre crop of ``benchmarks.speed.make_input``'s square of the longer side
+    (for a square, that square itself: the input ``benchmarks.speed`` times)."""
     from benchmarks.speed import make_input
 
     square = make_input(src, max(rows, cols))
@@ -62,7 +62,7 @@ def crop(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
 def child(budget: float, trims: bool, threads: int, mixed: bool = False) -> dict[str, Any]:
     """One policy in this process: the runs and their seconds, kernel seconds and peak RSS."""
     from benchmarks.common import open_upscaler
-    from benchmarks.speed import make_input, source_photo
+    from benchmarks.speed import source_photo
     from larsr_cli.heap import set_trimming
 
     set_trimming(trims)
@@ -75,8 +75,7 @@ def child(budget: float, trims: bool, threads: int, mixed: bool = False) -> dict
     plan = [("square", size, size, repeats) for size, repeats in ((64, 1), (256, 3), (1024, 2))]
     plan += [("mixed", rows, cols, 1) for rows, cols in MIXED] if mixed else []
     for phase, rows, cols, repeats in plan:
-        image = make_input(src, rows) if rows == cols else crop(src, rows, cols)
-        lr = image.astype(np.float32) / 255.0  # the crop benchmarks.speed times
+        lr = crop(src, rows, cols).astype(np.float32) / 255.0
         for _ in range(repeats):
             before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             upscaler.upscale_array(lr, tile="auto", out_dtype=np.uint8)
@@ -160,10 +159,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", default="1.2,0.9,0.8,0.7", help="memory budgets (GB) run without trims")
     from larsr_cli.pipeline import DEFAULT_MEMORY_BUDGET
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", default="1.2,0.9,0.8,0.7", help="memory budgets (GB) run without trims")
     default = f"{DEFAULT_MEMORY_BUDGET / 1e9:g}"
     parser.add_argument("--on-budgets", default=default, help="budgets (GB) run with trims (larsr's)")
     parser.add_argument("--mixed", action="store_true", help="then 1000x1600, 700x700, 1024x1024 in-process")
@@ -183,22 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for budget, trims in policies:
         log(f"trims {trims}, budget {budget} GB")
-        cmd = [
-            sys.executable,
-            "-m",
-            "benchmarks.heap_policy",
-            "--threads",
-            str(args.threads),
-            "--child",
-            str(budget),
-            trims,
-            *(["--mixed"] if args.mixed else []),
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode:
-            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-            raise BenchError(f"the {trims}/{budget} GB run failed: {lines[-1]}")
-        policy = json.loads(done.stdout.strip().splitlines()[-1])
+        child_args = ["--threads", str(args.threads), "--child", str(budget), trims]
+        child_args += ["--mixed"] if args.mixed else []
+        policy = child_report("benchmarks.heap_policy", child_args, f"{trims}/{budget} GB")
         policy["summary"] = summary(policy)
         log(f"  {policy['summary']}")
         results.append(policy)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 from benchmarks.common import (
     DEFAULT_RESULTS,
     BenchError,
+    child_report,
     command_line,
     log,
     machine_info,
@@ -81,38 +80,19 @@ def _rss_mib() -> int:
     return 0
 
 
-class _TracedSession:
-    """Forwards to a session and notes (role, RSS, heap, in use) after every run."""
-
-    def __init__(self, inner: Any, role: str, trace: list[tuple[str, int, int, int]], heap: Any) -> None:
-        self.inner, self.role, self.trace, self.heap = inner, role, trace, heap
-
-    def _note(self, result: Any) -> Any:
-        self.trace.append((self.role, _rss_mib(), *self.heap()))
-        return result
-
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        return self._note(self.inner.run(*args, **kwargs))
-
-    def run_with_iobinding(self, *args: Any, **kwargs: Any) -> Any:
-        return self._note(self.inner.run_with_iobinding(*args, **kwargs))
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self.inner, item)
-
-
 def trace_image(upscaler: Any, lr: np.ndarray) -> list[dict[str, Any]]:
-    """Upscale ``lr`` with ``--tile auto``, noting RSS and the heap after every graph run; the
-    upscaler's sessions are wrapped for the run and given back after it."""
+    """Upscale ``lr`` with ``--tile auto``, noting RSS and the heap after every graph run
+    (``benchmarks.speed.observed_sessions``)."""
+    from benchmarks.speed import observed_sessions
+
     trace: list[tuple[str, int, int, int]] = []
     heap = _heap_reader()
-    sessions = dict(upscaler.sessions)
-    for role, session in sessions.items():
-        upscaler.sessions[role] = _TracedSession(session, role, trace, heap)
-    try:
+
+    def note(role: str, seconds: float) -> None:
+        trace.append((role, _rss_mib(), *heap()))
+
+    with observed_sessions(upscaler, note):
         upscaler.upscale_array(lr, tile="auto", out_dtype=np.uint8)
-    finally:
-        upscaler.sessions.update(sessions)
     rows = []
     for i, (role, rss, arena, used) in enumerate(trace):
         if role == "lar_step" and i + 1 < len(trace) and trace[i + 1][0] == "lar_step":
@@ -199,13 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     policies = []
     for trims in args.policies:
         log(f"heap_trace: trims {trims}, {args.size} px")
-        cmd = [sys.executable, "-m", "benchmarks.heap_trace", "--child", trims, "--size", str(args.size)]
-        cmd += ["--threads", str(args.threads)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode:
-            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-            raise BenchError(f"the trims-{trims} run failed: {lines[-1]}")
-        policies.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        child_args = ["--child", trims, "--size", str(args.size), "--threads", str(args.threads)]
+        policies.append(child_report("benchmarks.heap_trace", child_args, f"trims-{trims}"))
     result = {
         "kind": "heap_trace",
         "date": time.strftime("%Y-%m-%d"),

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,33 +70,50 @@ STAGE_LABELS = {
 # Instrumenting larsr
 
 
-class TimedSession:
-    """Stands in for an onnxruntime session and adds the wall time of every ``run`` to a tally.
+# Called after every run of a proxied session: (graph role, seconds the run took).
+RunObserver = Callable[[str, float], None]
+
+
+class ObservedSession:
+    """Stands in for an onnxruntime session and tells ``observe`` about every run (its role and
+    seconds): the timing here, ``benchmarks.heap_trace``'s heap notes.
 
     The pipeline looks its sessions up by name on every call, so swapping the dict entries is
     enough: the code being measured is the shipped code, not a re-implementation of it.
     """
 
-    def __init__(self, inner: Any, name: str, tally: dict[str, float], counts: dict[str, int]) -> None:
-        self._inner, self._name, self._tally, self._counts = inner, name, tally, counts
+    def __init__(self, inner: Any, role: str, observe: RunObserver) -> None:
+        self._inner, self._role, self._observe = inner, role, observe
 
-    def _timed(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+    def _observed(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
             return call(*args, **kwargs)
         finally:
-            self._tally[self._name] += time.perf_counter() - start
-            self._counts[self._name] += 1
+            self._observe(self._role, time.perf_counter() - start)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        return self._timed(self._inner.run, *args, **kwargs)
+        return self._observed(self._inner.run, *args, **kwargs)
 
     def run_with_iobinding(self, *args: Any, **kwargs: Any) -> Any:
-        """The LAR step's bound runs (``larsr_cli.arch.lar.step_runner``), timed the same way."""
-        return self._timed(self._inner.run_with_iobinding, *args, **kwargs)
+        """The LAR step's bound runs (``larsr_cli.arch.lar.step_runner``), observed the same way."""
+        return self._observed(self._inner.run_with_iobinding, *args, **kwargs)
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self._inner, item)
+
+
+@contextmanager
+def observed_sessions(upscaler: Any, observe: RunObserver) -> Iterator[None]:
+    """Every session of ``upscaler`` reports its runs to ``observe`` until the block ends; the
+    upscaler has its own sessions back afterwards."""
+    sessions = dict(upscaler.sessions)
+    for role, session in sessions.items():
+        upscaler.sessions[role] = ObservedSession(session, role, observe)
+    try:
+        yield
+    finally:
+        upscaler.sessions.update(sessions)
 
 
 class TimedSampler(Sampler):
@@ -123,17 +140,16 @@ class TimedSampler(Sampler):
 
 @contextmanager
 def instrumented(upscaler: Any) -> Iterator[tuple[dict[str, float], dict[str, int]]]:
-    """Time the sessions of ``upscaler`` until the block ends (entries of its public ``sessions``
-    dict, which the architecture reads on every call, are swapped for timing proxies)."""
+    """Time the sessions of ``upscaler`` until the block ends: seconds and runs per graph role."""
     tally: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
-    sessions = dict(upscaler.sessions)
-    for name, session in sessions.items():
-        upscaler.sessions[name] = TimedSession(session, name, tally, counts)
-    try:
+
+    def observe(role: str, seconds: float) -> None:
+        tally[role] += seconds
+        counts[role] += 1
+
+    with observed_sessions(upscaler, observe):
         yield tally, counts
-    finally:
-        upscaler.sessions.update(sessions)
 
 
 def time_larsr(upscaler: Any, lr: np.ndarray, temperature: float, tile: str, repeats: int) -> dict[str, Any]:
