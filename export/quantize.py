@@ -42,8 +42,11 @@ VNNI and AVX-VNNI (int8 conv peak 8x the fp32 one there), per graph on one 256 p
 the floor there but is not shipped (benchmarks/results/int8.json): once tensors reused heap pages
 (``larsr_cli.heap``) the fp32 chain got faster and the int8 one gained 4% at 256 px, lost 7% on a
 tiled 4096 px output and peaked 200 MiB higher, and ``--precision auto`` would pick it on such a
-CPU. A ``lar_step`` run holds all its recorded feeds (16 per crop, with the whole key/value
-cache: about 5 GB at 24 crops of 256 px).
+CPU. On an Intel Xeon with AMX (2026-12-03) no role got faster either: onnxruntime's int8 GEMM
+runs on AMX (10x its fp32 GEMM) but QLinearConv with symmetric int8 weights takes the VNNI
+symmetric-conv kernel, and coarse, lar_step and decoder ran 1.28-1.46x slower than fp32
+(results/int8.json, ``probes``). A ``lar_step`` run holds all its recorded feeds (16 per crop,
+with the whole key/value cache: about 5 GB at 24 crops of 256 px).
 
 The quality floor: at the model's default temperature and texture (seeds 0, 1, 2 when T > 0),
 int8 may lose at most 0.1 dB PSNR-Y and 0.005 LPIPS and DISTS against fp32 on each set (one-sided:

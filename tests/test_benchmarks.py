@@ -142,3 +142,30 @@ def test_heap_policy_keeps_the_mixed_images_apart_from_the_tiling_ratio() -> Non
     photo = np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8)
     assert crop(photo, 1000, 1600).shape == (1000, 1600, 3)
     assert crop(photo, 1200, 700).shape == (1200, 700, 3)
+
+
+def test_graph_speed_replays_the_roles_real_feeds_and_says_which_file_differs(
+    tiny_model_dir, int8_model_dir
+) -> None:
+    """benchmarks.graph_speed times a step graph on every step of an image (its cache included)
+    and compares each file's outputs with the first one: a copy is identical, int8 is not."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks.graph_speed import time_graphs
+    from larsr_cli.pipeline import Upscaler
+
+    steps = Upscaler(tiny_model_dir, device="cpu").arch.spec.tokens  # one tile: a run per step
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = tiny_model_dir / "lar_step.onnx"
+        copy = Path(tmp) / "lar_step.onnx"
+        shutil.copy(fp32, copy)
+        rows = time_graphs(
+            [fp32, copy, int8_model_dir / "lar_step.int8.onnx"], "lar_step", tiny_model_dir, [16], 1, 1
+        )
+    assert [r["runs"] for r in rows] == [steps] * 3
+    assert all(r["seconds"] > 0 for r in rows)
+    assert "identical" not in rows[0]
+    assert rows[1]["identical"] and rows[1]["max_abs_diff"] == 0
+    assert not rows[2]["identical"] and rows[2]["max_abs_diff"] > 0
