@@ -3,14 +3,15 @@
 A probe that fails the quality floor is not listed in any manifest, so ``benchmarks.speed`` cannot
 time it; this times the graph files themselves, with the runtime's own session options and heap
 settings, on the inputs the role really receives: the feeds the fp32 ``Upscaler`` of ``--model``
-gives that role while it upscales one LR crop per size (every LAR step of a tile, with its
-key/value cache), recorded once and replayed through each file:
+gives that role while it upscales a seeded noise image per size (every LAR step of the tile,
+with its key/value cache), recorded once and replayed through each file:
 
     python -m benchmarks.graph_speed models/larsr-x4/coarse.onnx /tmp/probe/coarse.int8.onnx --sizes 256,392
     python -m benchmarks.graph_speed --role lar_step models/larsr-x4/lar_step.onnx /tmp/re/lar_step.onnx
 
 Each row also says whether the file's outputs equal the first file's bit for bit, and by how much
-they differ otherwise: a re-export that should only be faster must say ``identical``.
+they differ otherwise: a re-export that should only be faster must say ``identical``. (On noise,
+far from the calibration photos, an int8 file's difference is larger than on a photo.)
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import command_line, machine_info, run_main
-
-ROLES = ("coarse", "condition", "lar_step", "decoder")
+from benchmarks.common import BenchError, command_line, machine_info, run_main
+from larsr_cli.arch import LarSR
 
 
 def record_role_feeds(model: Path, role: str, size: int) -> list[dict[str, np.ndarray]]:
-    """What ``role`` is fed while ``model``'s fp32 chain upscales a seeded ``size`` px LR crop."""
+    """What ``role`` is fed while ``model``'s fp32 chain upscales a seeded ``size`` px noise image."""
     from export.quantize import record_feeds
     from larsr_cli.pipeline import Upscaler
 
@@ -66,6 +66,9 @@ def time_graphs(
 
     serve_large_blocks_from_heap()
     names = list(dict.fromkeys(str(p) for p in paths))
+    missing = [name for name in names if not Path(name).is_file()]
+    if missing:
+        raise BenchError(f"no such graph file: {', '.join(missing)}")
     sessions = [
         ort.InferenceSession(name, session_options(threads), providers=["CPUExecutionProvider"])
         for name in names
@@ -73,6 +76,10 @@ def time_graphs(
     rows = []
     for n in sizes:
         feeds = record_role_feeds(model, role, n)
+        for name, session in zip(names, sessions, strict=True):
+            wants = sorted(i.name for i in session.get_inputs())
+            if wants != sorted(feeds[0]):
+                raise BenchError(f"{name}: inputs {', '.join(wants)} are not those of {model}'s {role} graph")
         outputs = [_outputs(session, feeds) for session in sessions]  # also the warm-up
         seconds: list[list[float]] = [[] for _ in sessions]
         for round_ in range(max(1, repeats)):
@@ -103,7 +110,9 @@ def seconds_of(run: Any) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.graph_speed", description=__doc__.split("\n")[0])
     p.add_argument("graphs", nargs="+", type=Path, help="ONNX files of one role; the first is the reference")
-    p.add_argument("--role", default="coarse", choices=ROLES, help="which graph they are (default coarse)")
+    p.add_argument(
+        "--role", default="coarse", choices=LarSR.graph_roles, help="which graph they are (default coarse)"
+    )
     p.add_argument(
         "--model", type=Path, default=Path("models/larsr-x4"), help="model whose feeds are replayed"
     )

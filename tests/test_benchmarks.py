@@ -153,6 +153,9 @@ def test_graph_speed_replays_the_roles_real_feeds_and_says_which_file_differs(
     import tempfile
     from pathlib import Path
 
+    import pytest
+
+    from benchmarks.common import BenchError
     from benchmarks.graph_speed import time_graphs
     from larsr_cli.pipeline import Upscaler
 
@@ -169,3 +172,6 @@ def test_graph_speed_replays_the_roles_real_feeds_and_says_which_file_differs(
     assert "identical" not in rows[0]
     assert rows[1]["identical"] and rows[1]["max_abs_diff"] == 0
     assert not rows[2]["identical"] and rows[2]["max_abs_diff"] > 0
+    # Another role's file is one error line (run_main), not an onnxruntime traceback.
+    with pytest.raises(BenchError, match="coarse.onnx: inputs lr are not those of"):
+        time_graphs([tiny_model_dir / "coarse.onnx"], "lar_step", tiny_model_dir, [16], 1, 1)
