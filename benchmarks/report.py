@@ -302,7 +302,12 @@ def machine_markdown(machine: dict[str, Any], runs: dict[str, dict[str, Any]]) -
     ]
     for kind, data in runs.items():
         m = data["machine"]
-        rows.append([f"{kind} run", f"{m.get('date')}, load average at start {m.get('load_average')}"])
+        # Results are re-run one kind at a time, on whichever machine a session had: a run from
+        # another CPU than the table's says so, or its seconds would be read as this one's.
+        elsewhere = "" if m.get("cpu_model") == machine.get("cpu_model") else f" on {m.get('cpu_model')}"
+        rows.append(
+            [f"{kind} run", f"{m.get('date')}{elsewhere}, load average at start {m.get('load_average')}"]
+        )
     return md_table(["", ""], rows, "ll")
 
 

@@ -175,3 +175,16 @@ def test_graph_speed_replays_the_roles_real_feeds_and_says_which_file_differs(
     # Another role's file is one error line (run_main), not an onnxruntime traceback.
     with pytest.raises(BenchError, match="coarse.onnx: inputs lr are not those of"):
         time_graphs([tiny_model_dir / "coarse.onnx"], "lar_step", tiny_model_dir, [16], 1, 1)
+
+
+def test_results_name_the_cpu_of_a_run_from_another_machine() -> None:
+    """RESULTS.md heads its machine table with one CPU; a speed run re-recorded on another CPU
+    must say so in its row, or its seconds read as the first machine's."""
+    from benchmarks.report import machine_markdown
+
+    amd = {"cpu_model": "AMD EPYC", "date": "2026-12-02", "load_average": [1.0]}
+    xeon = {"cpu_model": "Intel(R) Xeon(R) Processor", "date": "2026-12-03", "load_average": [1.5]}
+    text = machine_markdown(amd, {"quality": {"machine": amd}, "speed": {"machine": xeon}})
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("|")}
+    assert "on Intel(R) Xeon(R) Processor" in rows["speed run"]
+    assert " on " not in rows["quality run"]
