@@ -7,13 +7,14 @@ stage. This runs the same work in a fresh process per policy (the heap's history
 what is measured): a 64 px warm-up, three 256 px inputs (untiled: the rate tiling is compared
 with) and two 1024 px inputs with ``--tile auto``, in-process as ``benchmarks.speed`` does, and
 records seconds, kernel seconds and peak RSS per policy. Policies: the trims on at the default
-memory budget, and the trims off at several budgets (a smaller budget plans smaller tiles, so a
-heap that never shrinks may still stay bounded). ``--mixed`` goes on in the same process with
+memory budget, the trims off at several budgets (a smaller budget plans smaller tiles, so a
+heap that never shrinks may still stay bounded), and ``--tile-budgets``: trims between tiles
+only, none after structure strips or between a tile's stages. ``--mixed`` goes on in the same process with
 the images a long-lived process (a Ray worker, an API) meets: 1000x1600, 700x700 and 1024x1024
 again, and records the peak after them: what one image leaves in the heap can raise the next
 one's peak.
 
-    python -m benchmarks.heap_policy [--budgets 1.2,0.9,0.8,0.7] [--on-budgets 1.2] [--mixed]
+    python -m benchmarks.heap_policy [--budgets 1.2,0.9,0.8] [--on-budgets 1.0] [--tile-budgets 0.9] [--mixed]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 from benchmarks.common import (
     DEFAULT_RESULTS,
     REPO_DIR,
+    BenchError,
     child_report,
     command_line,
     log,
@@ -40,6 +42,7 @@ from benchmarks.common import (
     write_json,
     write_text,
 )
+from larsr_cli.heap import TRIM_POINTS
 
 MODEL = REPO_DIR / "models" / "larsr-x4"
 SCALE = 4
@@ -59,13 +62,17 @@ def crop(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return np.ascontiguousarray(square[top : top + rows, left : left + cols])
 
 
-def child(budget: float, trims: bool, threads: int, mixed: bool = False) -> dict[str, Any]:
+# Trim policies: where ``larsr_cli.heap.release_freed_memory`` may hand memory back.
+POLICIES = {"on": TRIM_POINTS, "tiles": ("image", "tile"), "off": ()}
+
+
+def child(budget: float, trims: str, threads: int, mixed: bool = False) -> dict[str, Any]:
     """One policy in this process: the runs and their seconds, kernel seconds and peak RSS."""
     from benchmarks.common import open_upscaler
     from benchmarks.speed import source_photo
-    from larsr_cli.heap import set_trimming
+    from larsr_cli.heap import set_trim_points
 
-    set_trimming(trims)
+    set_trim_points(POLICIES[trims])
     upscaler = open_upscaler(MODEL, threads, precision="fp32")
     upscaler.memory_budget = int(budget * 1e9)
     src = source_photo("data/photos", [])
@@ -114,6 +121,11 @@ def summary(policy: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _policy_name(trims: str | bool) -> str:
+    """Results recorded before the ``tiles`` policy hold a bool."""
+    return trims if isinstance(trims, str) else ("on" if trims else "off")
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         "## Heap trims: time against peak RSS (`benchmarks.heap_policy`)",
@@ -128,7 +140,7 @@ def markdown(result: dict[str, Any]) -> str:
     for p in result["policies"]:
         s = p["summary"]
         lines.append(
-            f"| {'on' if p['trims'] else 'off'} | {p['budget_gb']} | {s['tiles']} | {s['s_per_mpx_256']} | "
+            f"| {_policy_name(p['trims'])} | {p['budget_gb']} | {s['tiles']} | {s['s_per_mpx_256']} | "
             f"{s['s_per_mpx_1024']} | {s['ratio']} | {', '.join(map(str, s['kernel_s']))} | "
             f"{s['peak_rss_mib']} |"
         )
@@ -146,7 +158,7 @@ def markdown(result: dict[str, Any]) -> str:
         for p in mixed:
             s = p["summary"]
             rates = " | ".join(str(s["mixed"].get(size, "")) for size in sizes)
-            trims = "on" if p["trims"] else "off"
+            trims = _policy_name(p["trims"])
             lines.append(f"| {trims} | {p['budget_gb']} | {rates} | {s['peak_rss_mixed_mib']} |")
     m = result["machine"]
     lines += [
@@ -165,6 +177,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budgets", default="1.2,0.9,0.8,0.7", help="memory budgets (GB) run without trims")
     default = f"{DEFAULT_MEMORY_BUDGET / 1e9:g}"
     parser.add_argument("--on-budgets", default=default, help="budgets (GB) run with trims (larsr's)")
+    parser.add_argument(
+        "--tile-budgets", default="", help="budgets (GB) run with trims between tiles only (default none)"
+    )
     parser.add_argument("--mixed", action="store_true", help="then 1000x1600, 700x700, 1024x1024 in-process")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
@@ -175,9 +190,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        print(json.dumps(child(float(args.child[0]), args.child[1] == "on", args.threads, args.mixed)))
+        if args.child[1] not in POLICIES:
+            raise BenchError(f"unknown trim policy {args.child[1]!r}")
+        print(json.dumps(child(float(args.child[0]), args.child[1], args.threads, args.mixed)))
         return 0
     policies = [(float(b), "on") for b in args.on_budgets.split(",") if b.strip()]
+    policies += [(float(b), "tiles") for b in args.tile_budgets.split(",") if b.strip()]
     policies += [(float(b), "off") for b in args.budgets.split(",") if b.strip()]
     results = []
     for budget, trims in policies:

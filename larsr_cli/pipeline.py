@@ -271,7 +271,7 @@ class Upscaler:
         if self.arch.release_between_stages:
             # What earlier, smaller images left in the heap (they keep it, for speed) goes back
             # before a large one: a 4096 px output after three 256 px ones peaked at 1679 MiB.
-            release_freed_memory()
+            release_freed_memory("image")
 
         def own_pixels(tile: Tile, sr: np.ndarray) -> np.ndarray:
             rows, cols = hr_slices(tile.own, tile.context, s)
@@ -283,7 +283,7 @@ class Upscaler:
             def texture_stages(xc: np.ndarray, tile: Tile, index: int) -> np.ndarray:
                 hook = self._hook(on_step, index, count)
                 sr = arch.render_on_structure(xc, tile.context, sampler, texture, hook, keep=tile.own)
-                release_freed_memory()
+                release_freed_memory("tile")
                 return sr
 
             rendered = render_two_pass(
@@ -303,7 +303,7 @@ class Upscaler:
             hook = self._hook(on_step, index, count)
             sr = self.arch.render_tile(lr_window(lr, tile.context), tile.context, sampler, texture, hook)
             if count > 1:
-                release_freed_memory()
+                release_freed_memory("tile")
             yield tile, own_pixels(tile, sr)
 
     # -- whole image ------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ class StructureRows:
             rows, cols = hr_slices(own, context, s)
             out[:, out_rows, out_cols] = xc[:, rows, cols]
             del xc
-            release_freed_memory()  # a strip's feature maps, before the next strip
+            release_freed_memory("strip")  # a strip's feature maps, before the next strip
 
     def window(self, y0: int, y1: int) -> np.ndarray:
         """(3, s*(y1-y0), s*W): the structure image of LR rows ``y0:y1``.

@@ -67,3 +67,22 @@ def test_with_trimming_off_freed_pages_stay_in_the_process() -> None:
         set_trimming(True)
     assert release_freed_memory()
     assert pin.sum() == 12_000
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_trims_happen_only_at_the_points_asked_for() -> None:
+    """``benchmarks.heap_policy``'s ``tiles`` policy trims between tiles but not between the
+    stages of a tile or after structure strips; a misspelt point is an error, not a silent no-op."""
+    from larsr_cli.heap import TRIM_POINTS, set_trim_points
+
+    set_trim_points(("image", "tile"))
+    try:
+        assert release_freed_memory("tile") and release_freed_memory("image")
+        assert not release_freed_memory("stage") and not release_freed_memory("strip")
+        with pytest.raises(ValueError, match="unknown trim point"):
+            release_freed_memory("tiles")
+        with pytest.raises(ValueError, match="unknown trim points"):
+            set_trim_points(("band",))
+    finally:
+        set_trim_points(TRIM_POINTS)
+    assert release_freed_memory("strip")

@@ -100,7 +100,7 @@ class Architecture(ABC):
     def release_stage_memory(self) -> None:
         """Between two stages of one tile: free heap pages go back when the pipeline asks."""
         if self.release_between_stages:
-            release_freed_memory()
+            release_freed_memory("stage")
 
     @classmethod
     @abstractmethod
