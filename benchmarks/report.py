@@ -143,22 +143,27 @@ def quality_markdown(data: dict[str, Any], with_details: bool = True) -> str:
 def speed_table(data: dict[str, Any]) -> str:
     """Per input size and method: seconds, seconds per output megapixel and the two ratios."""
     labels = data["labels"]
+    settled = any("first_s" in e for row in data["rows"] for e in row["methods"].values())
     headers = ["input → output", "method", "seconds", "s / output Mpx", "× bicubic", "× larsr"]
+    if settled:  # larsr's first run at each size, before its heap settled
+        headers.append("first run s / Mpx")
     rows = []
     for row in data["rows"]:
         size = f"{row['input']}² → {row['output']}²"
         for key, entry in row["methods"].items():
-            rows.append(
-                [
-                    size,
-                    labels.get(key, key),
-                    fmt(entry["best_s"], "{:.4g}"),
-                    fmt(entry["s_per_mpx"], "{:.4g}"),
-                    fmt_ratio(entry["x_bicubic"]),
-                    fmt_ratio(entry["x_larsr"]),
-                ]
-            )
-    return md_table(headers, rows, "llrrrr")
+            cells = [
+                size,
+                labels.get(key, key),
+                fmt(entry["best_s"], "{:.4g}"),
+                fmt(entry["s_per_mpx"], "{:.4g}"),
+                fmt_ratio(entry["x_bicubic"]),
+                fmt_ratio(entry["x_larsr"]),
+            ]
+            if settled:
+                first = entry.get("first_s")
+                cells.append("—" if first is None else fmt(first / row["output_mpx"], "{:.4g}"))
+            rows.append(cells)
+    return md_table(headers, rows, "llrrrr" + ("r" if settled else ""))
 
 
 def stage_table(data: dict[str, Any]) -> str:

@@ -188,3 +188,36 @@ def test_results_name_the_cpu_of_a_run_from_another_machine() -> None:
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("|")}
     assert "on Intel(R) Xeon(R) Processor" in rows["speed run"]
     assert " on " not in rows["quality run"]
+
+
+def test_speed_warms_larsr_up_until_its_heap_stops_growing() -> None:
+    """The speed table claims steady state: warm-up runs continue while a run faults clearly fewer
+    pages than the one before, and stop once it faults almost none, or as many as before (a tiled
+    image trims its heap between tiles on purpose and faults the same every run)."""
+    from benchmarks.speed import PAGE_BYTES, SETTLED_FAULT_BYTES, still_settling
+
+    many = 100 * SETTLED_FAULT_BYTES // PAGE_BYTES
+    assert still_settling(None, many)  # the first run faulted: try another
+    assert still_settling(many, many // 2)  # still dropping
+    assert not still_settling(many, many)  # steady faulting: waiting would not help
+    assert not still_settling(many, SETTLED_FAULT_BYTES // PAGE_BYTES - 1)  # settled
+    assert not still_settling(None, 0)
+
+
+def test_speed_times_the_first_run_apart_from_the_settled_repeats(tiny_model_dir) -> None:
+    """time_larsr reports the first run at a size (what a one-image CLI call pays) on its own,
+    the warm-up runs and their faults, and then exactly the asked-for repeats."""
+    import numpy as np
+
+    from benchmarks.speed import time_larsr
+    from larsr_cli.pipeline import Upscaler
+
+    upscaler = Upscaler(tiny_model_dir, threads=1)
+    lr = (np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8)
+    result = time_larsr(upscaler, lr, 0.6, "auto", 2, max_settle=3)
+    assert len(result["seconds"]) == 2 and len(result["fault_mib"]) == 2
+    assert result["first_s"] > 0
+    assert 0 <= result["settle_runs"] <= 3
+    assert len(result["warmup_fault_mib"]) == result["settle_runs"] + 1
+    plain = time_larsr(upscaler, lr, 0.6, "auto", 1)
+    assert "first_s" not in plain and len(plain["seconds"]) == 1
