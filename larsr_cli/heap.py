@@ -1,4 +1,4 @@
-"""Hand memory freed by a tile back to the OS before the next tile.
+"""Hand memory freed by a tile back to the OS before the next tile, once the process holds much.
 
 glibc keeps what numpy and onnxruntime free in its heap for reuse, and between tiles of different
 shapes that reserve only grows: peak RSS, which the tile budget has to bound, then counts every
@@ -10,6 +10,7 @@ default budget hold larger tiles. Only glibc has ``malloc_trim``; elsewhere this
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -55,14 +56,54 @@ def set_trimming(enabled: bool) -> None:
     set_trim_points(TRIM_POINTS if enabled else ())
 
 
+# A trim point hands memory back only while the process holds more than this. Why: every page a
+# trim returns is page-faulted in again by the next stage (zeroed by the kernel; in a VM whose host
+# reclaims freed guest memory, backed anew), and most of a tiled run's kernel time was that. Below
+# the mark the freed pages stay in the heap for the next stage to reuse; above it the trim bounds
+# peak RSS as before. 4096 px output (1024 px input, 12 tiles) on a 2-core EPYC: the CLI ran 23.1-
+# 23.7 s at 1020-1069 MiB peak with an 800 MiB mark, against 25.6 s at 937 MiB trimming at every
+# point; in-process, alternating fresh processes (benchmarks.trim_mark, results/trim_mark.json),
+# fastest run 18.4 against 19.2 s, about 65 of 161 trims still needed, and a long-lived sequence
+# that then met other shapes peaked at 1212-1464 against 1262-1288 MiB: under the 1.5 GB bar.
+TRIM_ABOVE_BYTES = 800 * 2**20
+_trim_above = TRIM_ABOVE_BYTES
+
+
+def set_trim_above(rss_bytes: int) -> None:
+    """Trim only while the resident set exceeds ``rss_bytes`` (process-wide; 0 trims at every
+    point): ``benchmarks.trim_mark`` compares marks."""
+    global _trim_above
+    if rss_bytes < 0:
+        raise ValueError("the trim mark must be 0 or more bytes")
+    _trim_above = int(rss_bytes)
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set now (Linux ``/proc/self/statm``), None where unreadable."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _page_size()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@cache
+def _page_size() -> int:
+    return os.sysconf("SC_PAGE_SIZE")
+
+
 def release_freed_memory(point: str = "tile") -> bool:
-    """Return free heap pages to the OS at ``point`` (one of ``TRIM_POINTS``); True when the C
-    library did it."""
+    """Return free heap pages to the OS at ``point`` (one of ``TRIM_POINTS``) when the process
+    holds more than the trim mark (``set_trim_above``); True when the C library did it."""
     if point not in TRIM_POINTS:
         raise ValueError(f"unknown trim point {point!r}")
     trim = _malloc_trim()
     if trim is None or point not in _trim_points:
         return False
+    if _trim_above:
+        rss = resident_bytes()
+        if rss is not None and rss <= _trim_above:
+            return False  # what is free stays for the next stage: no refaults, RSS still low
     trim(0)
     return True
 

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from larsr_cli.heap import release_freed_memory
+from larsr_cli.heap import TRIM_ABOVE_BYTES, release_freed_memory, set_trim_above
+
+
+@pytest.fixture(autouse=True)
+def trim_at_every_point() -> Iterator[None]:
+    """This test process holds far less than the default trim mark, below which trims are
+    skipped on purpose; the tests here ask what a trim does, so they trim whatever the RSS."""
+    set_trim_above(0)
+    yield
+    set_trim_above(TRIM_ABOVE_BYTES)
 
 
 def _rss_mib() -> float:
@@ -30,6 +40,29 @@ def test_freed_heap_pages_are_returned_to_the_os() -> None:
     after = _rss_mib()
     assert before - after > 100, (before, after)
     assert pin.sum() == 12_000
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_below_the_trim_mark_freed_pages_stay_for_the_next_stage() -> None:
+    """A trim point hands memory back only while the process holds more than the mark: below
+    it the freed pages stay resident (no refaults for the next stage); above it they go."""
+    blocks = [np.ones(12_000, dtype=np.float32) for _ in range(4000)]  # ~190 MB, touched
+    pin = np.ones(12_000, dtype=np.float32)
+    del blocks
+    before = _rss_mib()
+    set_trim_above(int((before + 500) * 2**20))  # the process is below this mark
+    try:
+        assert not release_freed_memory()
+        kept = _rss_mib()
+        assert before - kept < 20, (before, kept)
+        set_trim_above(int((kept - 100) * 2**20))  # now above it
+        assert release_freed_memory()
+    finally:
+        set_trim_above(0)
+    assert kept - _rss_mib() > 100
+    assert pin.sum() == 12_000
+    with pytest.raises(ValueError):
+        set_trim_above(-1)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
