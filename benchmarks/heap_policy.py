@@ -9,12 +9,17 @@ with) and two 1024 px inputs with ``--tile auto``, in-process as ``benchmarks.sp
 records seconds, kernel seconds and peak RSS per policy. Policies: the trims on at the default
 memory budget, the trims off at several budgets (a smaller budget plans smaller tiles, so a
 heap that never shrinks may still stay bounded), and ``--tile-budgets``: trims between tiles
-only, none after structure strips or between a tile's stages. ``--mixed`` goes on in the same process with
+only, none after structure strips or between a tile's stages. ``--marks`` runs the trims-on
+policy at several trim marks (``larsr_cli.heap.set_trim_above``: a trim point hands memory back
+only while the process holds more), and ``--pairs`` repeats the whole round so that the policies
+alternate on a machine whose speed drifts. ``--mixed`` goes on in the same process with
 the images a long-lived process (a Ray worker, an API) meets: 1000x1600, 700x700 and 1024x1024
 again, and records the peak after them: what one image leaves in the heap can raise the next
 one's peak.
 
-    python -m benchmarks.heap_policy [--budgets 1.2,0.9,0.8] [--on-budgets 1.0] [--tile-budgets 0.9] [--mixed]
+    python -m benchmarks.heap_policy [--budgets 1.2,0.9,0.8] [--on-budgets 1.0] [--tile-budgets 0.9]
+        [--marks 0,800]
+        [--pairs 2] [--mixed] [--name heap_policy]
 """
 
 from __future__ import annotations
@@ -66,13 +71,18 @@ def crop(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
 POLICIES = {"on": TRIM_POINTS, "tiles": ("image", "tile"), "off": ()}
 
 
-def child(budget: float, trims: str, threads: int, mixed: bool = False) -> dict[str, Any]:
-    """One policy in this process: the runs and their seconds, kernel seconds and peak RSS."""
+def child(
+    budget: float, trims: str, threads: int, mixed: bool = False, mark_mib: int | None = None
+) -> dict[str, Any]:
+    """One policy in this process: the runs and their seconds, kernel seconds and peak RSS.
+    ``mark_mib``: the trim mark (``larsr_cli.heap.set_trim_above``; None keeps larsr's)."""
     from benchmarks.common import open_upscaler
     from benchmarks.speed import source_photo
-    from larsr_cli.heap import set_trim_points
+    from larsr_cli.heap import TRIM_ABOVE_BYTES, set_trim_above, set_trim_points
 
     set_trim_points(POLICIES[trims])
+    mark = TRIM_ABOVE_BYTES if mark_mib is None else mark_mib * 2**20
+    set_trim_above(mark)
     upscaler = open_upscaler(MODEL, threads, precision="fp32")
     upscaler.memory_budget = int(budget * 1e9)
     src = source_photo("data/photos", [])
@@ -98,7 +108,7 @@ def child(budget: float, trims: str, threads: int, mixed: bool = False) -> dict[
                     "peak_rss_mib": after.ru_maxrss // 1024,  # so far in this process
                 }
             )
-    return {"budget_gb": budget, "trims": trims, "runs": runs}
+    return {"budget_gb": budget, "trims": trims, "mark_mib": mark >> 20, "runs": runs}
 
 
 def summary(policy: dict[str, Any]) -> dict[str, Any]:
@@ -121,9 +131,13 @@ def summary(policy: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _policy_name(trims: str | bool) -> str:
-    """Results recorded before the ``tiles`` policy hold a bool."""
-    return trims if isinstance(trims, str) else ("on" if trims else "off")
+def _policy_name(policy: dict[str, Any]) -> str:
+    """``on``, ``tiles`` or ``off``, with the trim mark where one applied. Results recorded before
+    the ``tiles`` policy hold a bool, and those before the mark none."""
+    trims = policy["trims"]
+    name = trims if isinstance(trims, str) else ("on" if trims else "off")
+    mark = policy.get("mark_mib")
+    return f"{name} above {mark} MiB" if mark and name != "off" else name
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -140,7 +154,7 @@ def markdown(result: dict[str, Any]) -> str:
     for p in result["policies"]:
         s = p["summary"]
         lines.append(
-            f"| {_policy_name(p['trims'])} | {p['budget_gb']} | {s['tiles']} | {s['s_per_mpx_256']} | "
+            f"| {_policy_name(p)} | {p['budget_gb']} | {s['tiles']} | {s['s_per_mpx_256']} | "
             f"{s['s_per_mpx_1024']} | {s['ratio']} | {', '.join(map(str, s['kernel_s']))} | "
             f"{s['peak_rss_mib']} |"
         )
@@ -158,7 +172,7 @@ def markdown(result: dict[str, Any]) -> str:
         for p in mixed:
             s = p["summary"]
             rates = " | ".join(str(s["mixed"].get(size, "")) for size in sizes)
-            trims = _policy_name(p["trims"])
+            trims = _policy_name(p)
             lines.append(f"| {trims} | {p['budget_gb']} | {rates} | {s['peak_rss_mixed_mib']} |")
     m = result["machine"]
     lines += [
@@ -180,10 +194,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tile-budgets", default="", help="budgets (GB) run with trims between tiles only (default none)"
     )
+    parser.add_argument(
+        "--marks",
+        default="",
+        help="trim marks (MiB, 0 = trim at every point) for the trims-on runs (default larsr's)",
+    )
+    parser.add_argument("--pairs", type=int, default=1, help="rounds over the policies (default 1)")
+    parser.add_argument("--name", default="heap_policy", help="results file stem (default heap_policy)")
     parser.add_argument("--mixed", action="store_true", help="then 1000x1600, 700x700, 1024x1024 in-process")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--child", nargs=2, metavar=("BUDGET", "TRIMS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("BUDGET", "TRIMS", "MARK"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -192,17 +213,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         if args.child[1] not in POLICIES:
             raise BenchError(f"unknown trim policy {args.child[1]!r}")
-        print(json.dumps(child(float(args.child[0]), args.child[1], args.threads, args.mixed)))
+        mark = None if args.child[2] == "default" else int(args.child[2])
+        print(json.dumps(child(float(args.child[0]), args.child[1], args.threads, args.mixed, mark)))
         return 0
-    policies = [(float(b), "on") for b in args.on_budgets.split(",") if b.strip()]
-    policies += [(float(b), "tiles") for b in args.tile_budgets.split(",") if b.strip()]
-    policies += [(float(b), "off") for b in args.budgets.split(",") if b.strip()]
+    marks = [m.strip() for m in args.marks.split(",") if m.strip()] or ["default"]
+    if any(m != "default" and not m.isdigit() for m in marks) or args.pairs < 1:
+        raise BenchError("--marks must be comma-separated MiB (0 or more) and --pairs at least 1")
+    policies = [(float(b), "on", m) for b in args.on_budgets.split(",") if b.strip() for m in marks]
+    policies += [(float(b), "tiles", "default") for b in args.tile_budgets.split(",") if b.strip()]
+    policies += [(float(b), "off", "default") for b in args.budgets.split(",") if b.strip()]
     results = []
-    for budget, trims in policies:
-        log(f"trims {trims}, budget {budget} GB")
-        child_args = ["--threads", str(args.threads), "--child", str(budget), trims]
+    for budget, trims, mark in (
+        policies * args.pairs
+    ):  # rounds alternate: a drifting machine meets every policy
+        log(f"trims {trims}, budget {budget} GB, mark {mark}")
+        child_args = ["--threads", str(args.threads), "--child", str(budget), trims, mark]
         child_args += ["--mixed"] if args.mixed else []
-        policy = child_report("benchmarks.heap_policy", child_args, f"{trims}/{budget} GB")
+        policy = child_report("benchmarks.heap_policy", child_args, f"{trims}/{budget} GB/mark {mark}")
         policy["summary"] = summary(policy)
         log(f"  {policy['summary']}")
         results.append(policy)
@@ -212,8 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_info(),
         "policies": results,
     }
-    write_json(args.out / "heap_policy.json", result)
-    write_text(args.out / "heap_policy.md", markdown(result))
+    write_json(args.out / f"{args.name}.json", result)
+    write_text(args.out / f"{args.name}.md", markdown(result))
     return 0
 
 

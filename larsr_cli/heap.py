@@ -62,16 +62,17 @@ def set_trimming(enabled: bool) -> None:
 # the mark the freed pages stay in the heap for the next stage to reuse; above it the trim bounds
 # peak RSS as before. 4096 px output (1024 px input, 12 tiles) on a 2-core EPYC: the CLI ran 23.1-
 # 23.7 s at 1020-1069 MiB peak with an 800 MiB mark, against 25.6 s at 937 MiB trimming at every
-# point; in-process, alternating fresh processes (benchmarks.trim_mark, results/trim_mark.json),
-# fastest run 18.4 against 19.2 s, about 65 of 161 trims still needed, and a long-lived sequence
-# that then met other shapes peaked at 1212-1464 against 1262-1288 MiB: under the 1.5 GB bar.
+# point. benchmarks.heap_policy --marks 0,800 --pairs 2 --mixed (results/heap_policy_marks.md),
+# alternating fresh processes: 1024 px input 1.273 / 1.554 s per output Mpx against 1.486 / 1.652,
+# kernel s 3.9-7.1 against 7.6-9.8; a long-lived sequence that then met other shapes peaked at
+# 1351 / 1435 against 1383 / 1328 MiB: under the 1.5 GB bar.
 TRIM_ABOVE_BYTES = 800 * 2**20
 _trim_above = TRIM_ABOVE_BYTES
 
 
 def set_trim_above(rss_bytes: int) -> None:
     """Trim only while the resident set exceeds ``rss_bytes`` (process-wide; 0 trims at every
-    point): ``benchmarks.trim_mark`` compares marks."""
+    point): ``benchmarks.heap_policy --marks`` compares marks."""
     global _trim_above
     if rss_bytes < 0:
         raise ValueError("the trim mark must be 0 or more bytes")
