@@ -50,9 +50,9 @@ class Architecture(ABC):
     #: (``render_on_structure``); empty when the family cannot be split, which keeps it on
     #: one-pass tiles (``larsr_cli.twopass`` explains the gain).
     structure_stages: ClassVar[tuple[str, ...]] = ()
-    #: Graph roles run many times per tile on buffers of repeating sizes: their sessions keep
-    #: onnxruntime's memory arena (``sessions.py`` says why the others do not), and the family
-    #: empties it on a tile's last run (``sessions.shrink_arena_options``).
+    #: Graph roles run many times per tile on buffers of repeating sizes: under the ``per-graph``
+    #: arena policy their sessions keep an arena of their own (``sessions.py`` says why the others
+    #: do not), which the family empties on a tile's last run (``sessions.last_run_options``).
     arena_roles: ClassVar[tuple[str, ...]] = ()
 
     def __init__(

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ModelError
 from ..fields import read_int, read_number
 from ..sampler import Sampler
-from ..sessions import shrink_arena_options
+from ..sessions import last_run_options
 from ..tiling import Box, hr_slices
 from .base import Architecture, ArchSpec, TileStepHook
 
@@ -177,8 +177,8 @@ class LarSR(Architecture):
         step = step_runner(self.sessions["lar_step"], logits_shape, kv_shape)
         for t in range(tokens):
             feeds["t"] = np.array([t], dtype=np.int64)
-            last = t == tokens - 1  # the tile's last step empties the step's arena
-            run_options = shrink_arena_options() if last else None
+            last = t == tokens - 1  # the tile's last step may empty the step's arena
+            run_options = last_run_options() if last else None
             logits, new_kv = step({**feeds, **self._past_feeds(cache, t)}, run_options)
             cache[:, :, t] = new_kv  # four block copies
             rows = logits.reshape(hp * wp, per_step, -1)
