@@ -11,14 +11,16 @@ memory budget, the trims off at several budgets (a smaller budget plans smaller 
 heap that never shrinks may still stay bounded), and ``--tile-budgets``: trims between tiles
 only, none after structure strips or between a tile's stages. ``--marks`` runs the trims-on
 policy at several trim marks (``larsr_cli.heap.set_trim_above``: a trim point hands memory back
-only while the process holds more), and ``--pairs`` repeats the whole round so that the policies
+only while the process holds more), ``--arenas`` runs every policy under each of onnxruntime's
+arena policies (``larsr_cli.sessions.ARENA_POLICIES``: one arena shared by all sessions, or one for
+the LAR step only and glibc's heap for the rest), and ``--pairs`` repeats the whole round so that the policies
 alternate on a machine whose speed drifts. ``--mixed`` goes on in the same process with
 the images a long-lived process (a Ray worker, an API) meets: 1000x1600, 700x700 and 1024x1024
 again, and records the peak after them: what one image leaves in the heap can raise the next
 one's peak.
 
     python -m benchmarks.heap_policy [--budgets 1.2,0.9,0.8] [--on-budgets 1.0] [--tile-budgets 0.9]
-        [--marks 0,800]
+        [--marks 0,800] [--arenas shared,per-graph]
         [--pairs 2] [--mixed] [--name heap_policy]
 """
 
@@ -48,6 +50,7 @@ from benchmarks.common import (
     write_text,
 )
 from larsr_cli.heap import TRIM_POINTS
+from larsr_cli.sessions import ARENA_POLICIES
 
 MODEL = REPO_DIR / "models" / "larsr-x4"
 SCALE = 4
@@ -72,14 +75,24 @@ POLICIES = {"on": TRIM_POINTS, "tiles": ("image", "tile"), "off": ()}
 
 
 def child(
-    budget: float, trims: str, threads: int, mixed: bool = False, mark_mib: int | None = None
+    budget: float,
+    trims: str,
+    threads: int,
+    mixed: bool = False,
+    mark_mib: int | None = None,
+    arena: str | None = None,
 ) -> dict[str, Any]:
     """One policy in this process: the runs and their seconds, kernel seconds and peak RSS.
-    ``mark_mib``: the trim mark (``larsr_cli.heap.set_trim_above``; None keeps larsr's)."""
+    ``mark_mib``: the trim mark (``larsr_cli.heap.set_trim_above``; None keeps larsr's);
+    ``arena``: onnxruntime's arena policy (``larsr_cli.sessions.set_arena_policy``; None keeps
+    larsr's)."""
     from benchmarks.common import open_upscaler
     from benchmarks.speed import source_photo
     from larsr_cli.heap import TRIM_ABOVE_BYTES, set_trim_above, set_trim_points
+    from larsr_cli.sessions import arena_policy, set_arena_policy
 
+    if arena is not None:
+        set_arena_policy(arena)
     set_trim_points(POLICIES[trims])
     mark = TRIM_ABOVE_BYTES if mark_mib is None else mark_mib * 2**20
     set_trim_above(mark)
@@ -108,7 +121,13 @@ def child(
                     "peak_rss_mib": after.ru_maxrss // 1024,  # so far in this process
                 }
             )
-    return {"budget_gb": budget, "trims": trims, "mark_mib": mark >> 20, "runs": runs}
+    return {
+        "budget_gb": budget,
+        "trims": trims,
+        "mark_mib": mark >> 20,
+        "arena": arena_policy(),
+        "runs": runs,
+    }
 
 
 def summary(policy: dict[str, Any]) -> dict[str, Any]:
@@ -132,12 +151,14 @@ def summary(policy: dict[str, Any]) -> dict[str, Any]:
 
 
 def _policy_name(policy: dict[str, Any]) -> str:
-    """``on``, ``tiles`` or ``off``, with the trim mark where one applied. Results recorded before
-    the ``tiles`` policy hold a bool, and those before the mark none."""
+    """``on``, ``tiles`` or ``off``, with the trim mark where one applied and the arena policy.
+    Results recorded before the ``tiles`` policy hold a bool, those before the mark none, and
+    those before the arena policies had per-graph arenas."""
     trims = policy["trims"]
     name = trims if isinstance(trims, str) else ("on" if trims else "off")
     mark = policy.get("mark_mib")
-    return f"{name} above {mark} MiB" if mark and name != "off" else name
+    name = f"{name} above {mark} MiB" if mark and name != "off" else name
+    return f"{name}, {policy.get('arena', 'per-graph')} arena"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -199,12 +220,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="",
         help="trim marks (MiB, 0 = trim at every point) for the trims-on runs (default larsr's)",
     )
+    parser.add_argument(
+        "--arenas", default="", help="onnxruntime arena policies to run every policy under (default larsr's)"
+    )
     parser.add_argument("--pairs", type=int, default=1, help="rounds over the policies (default 1)")
     parser.add_argument("--name", default="heap_policy", help="results file stem (default heap_policy)")
     parser.add_argument("--mixed", action="store_true", help="then 1000x1600, 700x700, 1024x1024 in-process")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--child", nargs=3, metavar=("BUDGET", "TRIMS", "MARK"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=4, metavar=("BUDGET", "TRIMS", "MARK", "ARENA"), help=argparse.SUPPRESS
+    )
     return parser.parse_args(argv)
 
 
@@ -214,22 +240,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.child[1] not in POLICIES:
             raise BenchError(f"unknown trim policy {args.child[1]!r}")
         mark = None if args.child[2] == "default" else int(args.child[2])
-        print(json.dumps(child(float(args.child[0]), args.child[1], args.threads, args.mixed, mark)))
+        arena = None if args.child[3] == "default" else args.child[3]
+        print(json.dumps(child(float(args.child[0]), args.child[1], args.threads, args.mixed, mark, arena)))
         return 0
     marks = [m.strip() for m in args.marks.split(",") if m.strip()] or ["default"]
     if any(m != "default" and not m.isdigit() for m in marks) or args.pairs < 1:
         raise BenchError("--marks must be comma-separated MiB (0 or more) and --pairs at least 1")
+    arenas = [a.strip() for a in args.arenas.split(",") if a.strip()] or ["default"]
+    unknown = sorted(set(arenas) - {"default", *ARENA_POLICIES})
+    if unknown:
+        expected = ", ".join(ARENA_POLICIES)
+        raise BenchError(f"--arenas: unknown {', '.join(unknown)}; expected some of {expected}")
     policies = [(float(b), "on", m) for b in args.on_budgets.split(",") if b.strip() for m in marks]
     policies += [(float(b), "tiles", "default") for b in args.tile_budgets.split(",") if b.strip()]
     policies += [(float(b), "off", "default") for b in args.budgets.split(",") if b.strip()]
+    rounds = [(*policy, arena) for policy in policies for arena in arenas] * args.pairs
     results = []
-    for budget, trims, mark in (
-        policies * args.pairs
-    ):  # rounds alternate: a drifting machine meets every policy
-        log(f"trims {trims}, budget {budget} GB, mark {mark}")
-        child_args = ["--threads", str(args.threads), "--child", str(budget), trims, mark]
+    for budget, trims, mark, arena in rounds:  # rounds alternate: a drifting machine meets every policy
+        log(f"trims {trims}, budget {budget} GB, mark {mark}, arena {arena}")
+        child_args = ["--threads", str(args.threads), "--child", str(budget), trims, mark, arena]
         child_args += ["--mixed"] if args.mixed else []
-        policy = child_report("benchmarks.heap_policy", child_args, f"{trims}/{budget} GB/mark {mark}")
+        where = f"{trims}/{budget} GB/mark {mark}/arena {arena}"
+        policy = child_report("benchmarks.heap_policy", child_args, where)
         policy["summary"] = summary(policy)
         log(f"  {policy['summary']}")
         results.append(policy)
