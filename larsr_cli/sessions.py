@@ -29,7 +29,11 @@ tile instead of page-faulting them in again. It is measured, not the default (be
 a 1024 px input (--tile auto, 12 tiles) at 1.19-1.25 s per output Mpx against 1.31-1.32 for the
 default, at a stable 1323 MiB peak, but a long-lived process that also met a 1000x1600 and a 700 px
 image peaked at 1686 MiB, over the 1.5 GB bar the default keeps (1388-1400 MiB); with the trims it
-was no faster than the default and peaked higher (1571-1613 MiB).
+was no faster than the default and peaked higher (1571-1613 MiB). Emptying the shared arena before
+each large image (``Architecture.empty_shared_arena``) and trimming only there did not bound it
+either: the 1000x1600 image alone grew it, 1699-1711 MiB (results/heap_policy_image_shrink.md,
+where the default peaked at 1406-1478 MiB and the 1024 px input ran 1.04-1.15 s per output Mpx
+against 1.01-1.04).
 """
 
 from __future__ import annotations
@@ -116,6 +120,13 @@ def last_run_options() -> ort.RunOptions | None:
     named one does not exist."""
     if _arena_policy == "shared":
         return None
+    return shrink_options()
+
+
+def shrink_options() -> ort.RunOptions:
+    """Run options that empty the CPU arena the session allocates from when the run ends: its own
+    under ``per-graph``, the process's one under ``shared`` (onnxruntime shrinks an arena only at
+    the end of a run)."""
     options = ort.RunOptions()
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options

@@ -97,6 +97,13 @@ class Architecture(ABC):
             return context
         return keep.grown(self.margin_of(stages), context)
 
+    def empty_shared_arena(self) -> None:
+        """Before a large image under the ``shared`` arena policy (``sessions.py``): hand what the
+        arena keeps from earlier images back to the heap, which the image trim then returns, so
+        that chunks cut for other shapes do not add to this image's peak. A family without a
+        cheap run to do it on keeps this no-op."""
+        return None
+
     def release_stage_memory(self) -> None:
         """Between two stages of one tile: free heap pages go back when the pipeline asks."""
         if self.release_between_stages:

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ModelError
 from ..fields import read_int, read_number
 from ..sampler import Sampler
-from ..sessions import last_run_options
+from ..sessions import arena_policy, last_run_options, shrink_options
 from ..tiling import Box, hr_slices
 from .base import Architecture, ArchSpec, TileStepHook
 
@@ -123,6 +123,15 @@ class LarSR(Architecture):
 
     def structure(self, lr: np.ndarray) -> np.ndarray:
         return self.sessions["coarse"].run(None, {"lr": lr})[0]
+
+    def empty_shared_arena(self) -> None:
+        """A coarse run on the smallest image, with the run options that shrink the arena at its
+        end: onnxruntime offers no other way to empty an arena (a few ms)."""
+        if arena_policy() != "shared":
+            return
+        m = 2 * self.spec.index_stride
+        tiny = np.zeros((1, 3, m, m), dtype=np.float32)
+        self.sessions["coarse"].run(None, {"lr": tiny}, shrink_options())
 
     def steps(self, texture: float) -> int:
         return self.spec.tokens if texture > 0 else 1
