@@ -8,8 +8,10 @@ what is measured): a 64 px warm-up, three 256 px inputs (untiled: the rate tilin
 with) and two 1024 px inputs with ``--tile auto``, in-process as ``benchmarks.speed`` does, and
 records seconds, kernel seconds and peak RSS per policy. Policies: the trims on at the default
 memory budget, the trims off at several budgets (a smaller budget plans smaller tiles, so a
-heap that never shrinks may still stay bounded), and ``--tile-budgets``: trims between tiles
-only, none after structure strips or between a tile's stages. ``--marks`` runs the trims-on
+heap that never shrinks may still stay bounded), ``--tile-budgets``: trims between tiles
+only, none after structure strips or between a tile's stages, and ``--image-budgets``: a trim
+before each large image only (with the ``shared`` arena, which is emptied there first, the
+arena keeps its chunks from stage to stage and tile to tile within an image). ``--marks`` runs the trims-on
 policy at several trim marks (``larsr_cli.heap.set_trim_above``: a trim point hands memory back
 only while the process holds more), ``--arenas`` runs every policy under each of onnxruntime's
 arena policies (``larsr_cli.sessions.ARENA_POLICIES``: one arena shared by all sessions, or one for
@@ -20,6 +22,7 @@ again, and records the peak after them: what one image leaves in the heap can ra
 one's peak.
 
     python -m benchmarks.heap_policy [--budgets 1.2,0.9,0.8] [--on-budgets 1.0] [--tile-budgets 0.9]
+        [--image-budgets 1.0]
         [--marks 0,800] [--arenas shared,per-graph]
         [--pairs 2] [--mixed] [--name heap_policy]
 """
@@ -71,7 +74,7 @@ def crop(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 # Trim policies: where ``larsr_cli.heap.release_freed_memory`` may hand memory back.
-POLICIES = {"on": TRIM_POINTS, "tiles": ("image", "tile"), "off": ()}
+POLICIES = {"on": TRIM_POINTS, "tiles": ("image", "tile"), "image": ("image",), "off": ()}
 
 
 def child(
@@ -151,7 +154,7 @@ def summary(policy: dict[str, Any]) -> dict[str, Any]:
 
 
 def _policy_name(policy: dict[str, Any]) -> str:
-    """``on``, ``tiles`` or ``off``, with the trim mark where one applied and the arena policy.
+    """``on``, ``tiles``, ``image`` or ``off``, with the trim mark where one applied and the arena policy.
     Results recorded before the ``tiles`` policy hold a bool, those before the mark none, and
     those before the arena policies had per-graph arenas."""
     trims = policy["trims"]
@@ -216,6 +219,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--tile-budgets", default="", help="budgets (GB) run with trims between tiles only (default none)"
     )
     parser.add_argument(
+        "--image-budgets", default="", help="budgets (GB) run with a trim before each large image only"
+    )
+    parser.add_argument(
         "--marks",
         default="",
         help="trim marks (MiB, 0 = trim at every point) for the trims-on runs (default larsr's)",
@@ -253,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise BenchError(f"--arenas: unknown {', '.join(unknown)}; expected some of {expected}")
     policies = [(float(b), "on", m) for b in args.on_budgets.split(",") if b.strip() for m in marks]
     policies += [(float(b), "tiles", "default") for b in args.tile_budgets.split(",") if b.strip()]
+    policies += [(float(b), "image", "default") for b in args.image_budgets.split(",") if b.strip()]
     policies += [(float(b), "off", "default") for b in args.budgets.split(",") if b.strip()]
     rounds = [(*policy, arena) for policy in policies for arena in arenas] * args.pairs
     results = []
