@@ -221,3 +221,27 @@ def test_speed_times_the_first_run_apart_from_the_settled_repeats(tiny_model_dir
     assert len(result["warmup_fault_mib"]) == result["settle_runs"] + 1
     plain = time_larsr(upscaler, lr, 0.6, "auto", 1)
     assert "first_s" not in plain and len(plain["seconds"]) == 1
+
+
+def test_cuda_check_records_a_machine_without_cuda_and_compares_devices_where_it_runs(
+    tiny_model_dir, tmp_path
+) -> None:
+    """The prepared GPU script must tell a machine without the CUDA provider apart (recorded,
+    exit 0, nothing run) and, on a device it can use, compare that device's pixels with the CPU's:
+    the CPU against itself must come out identical (a broken comparison would not)."""
+    import json
+
+    import onnxruntime as ort
+
+    from benchmarks.cuda_check import main
+
+    args = ["--device", "cpu", "--sizes", "16,24", "--model", str(tiny_model_dir), "--out", str(tmp_path)]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "cuda_check.json").read_text())
+    assert result["coarse_max_abs_diff"] == 0.0
+    assert result["full_chain_pixels_differing_over_2_of_255"] == 0.0
+    assert [r["input"] for r in result["rates"]] == [16, 24] and result["rates"][0]["cpu_s_per_mpx"] > 0
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert main(["--out", str(tmp_path), "--name", "no_gpu"]) == 0
+        no_gpu = json.loads((tmp_path / "no_gpu.json").read_text())
+        assert no_gpu["cuda"] is False and "rates" not in no_gpu
