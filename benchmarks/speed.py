@@ -53,6 +53,7 @@ from benchmarks.common import (
 from benchmarks.flops import count as count_flops
 from benchmarks.peak import best_peaks, measure_peaks
 from export.degrade import to_uint8
+from larsr_cli.heap import page_bytes
 from larsr_cli.sampler import Sampler, TileDraw
 
 SCALE = 4
@@ -155,7 +156,7 @@ def instrumented(upscaler: Any) -> Iterator[tuple[dict[str, float], dict[str, in
 
 # A run that page-faults less than this is settled: the heap serves what it needs.
 SETTLED_FAULT_BYTES = 8 * 2**20
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+PAGE_BYTES = page_bytes()
 
 
 def minor_faults() -> int:

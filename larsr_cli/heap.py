@@ -83,14 +83,16 @@ def resident_bytes() -> int | None:
     """This process's resident set now (Linux ``/proc/self/statm``), None where unreadable."""
     try:
         with open("/proc/self/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * _page_size()
+            return int(fh.read().split()[1]) * page_bytes()
     except (OSError, ValueError, IndexError):
         return None
 
 
 @cache
-def _page_size() -> int:
-    return os.sysconf("SC_PAGE_SIZE")
+def page_bytes() -> int:
+    """Bytes per page, for turning page counts (``statm``, page faults) into bytes; 4096 where
+    the OS does not say (the page size of every platform larsr runs on without ``sysconf``)."""
+    return os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def release_freed_memory(point: str = "tile") -> bool:
