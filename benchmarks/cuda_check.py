@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from larsr_cli.atomic import atomic_write
+
 # Not benchmarks.common: it imports Pillow and export/, which a bare GPU machine may lack.
 REPO_DIR = Path(__file__).resolve().parents[1]
 MODEL = REPO_DIR / "models" / "larsr-x4"
@@ -66,16 +68,19 @@ def check(device: str, sizes: Sequence[int], threads: int | None, model: Path = 
     import onnxruntime as ort
 
     providers = ort.get_available_providers()
-    result: dict[str, Any] = {"providers": providers, "device": device}
-    if device.startswith("cuda") and "CUDAExecutionProvider" not in providers:
-        result["cuda"] = False
+    result: dict[str, Any] = {
+        "providers": providers,
+        "device": device,
+        "cuda": "CUDAExecutionProvider" in providers,
+        "onnxruntime": ort.__version__,
+    }
+    if device.startswith("cuda") and not result["cuda"]:
         return result
     try:
         from larsr_cli.pipeline import Upscaler
     except ImportError as exc:  # a bare GPU machine: say which runtime dependency it lacks
-        result["cuda"], result["missing"] = "CUDAExecutionProvider" in providers, str(exc)
+        result["missing"] = str(exc)
         return result
-    result["cuda"] = device.startswith("cuda")
     on_device = Upscaler(model, device=device, threads=threads, precision="fp32")
     on_cpu = Upscaler(model, device="cpu", threads=threads, precision="fp32")
     result["device_label"] = on_device.device.label
@@ -113,8 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not sizes or min(sizes) < 8:
         raise SystemExit("--sizes: comma-separated input sizes of at least 8 px")
     result = check(args.device, sizes, args.threads, args.model)
-    import onnxruntime as ort
-
     result.update(
         date=time.strftime("%Y-%m-%d"),
         command=" ".join(["python -m benchmarks.cuda_check", *(sys.argv[1:] if argv is None else argv)]),
@@ -122,15 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "onnxruntime": ort.__version__,
             "numpy": np.__version__,
         },
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{args.name}.json"
-    tmp = path.with_suffix(".json.tmp")  # a crashed run never leaves half a results file
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
+    with atomic_write(args.out / f"{args.name}.json", overwrite=True) as fh:
+        fh.write((json.dumps(result, indent=1) + "\n").encode())
     print(f"cuda: {result['cuda']}; {result.get('rates', result.get('missing', 'no runs'))}", file=sys.stderr)
     return 0
 

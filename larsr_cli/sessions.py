@@ -116,8 +116,7 @@ def _register_shared_cpu_arena() -> None:
 def last_run_options() -> ort.RunOptions | None:
     """Run options for a graph's last run in a tile: under ``per-graph`` they empty the session's
     own arena before the next stage needs the memory; under ``shared`` none (the next stage reuses
-    what the arena holds). A device's own arena is not named: onnxruntime refuses the run when a
-    named one does not exist."""
+    what the arena holds)."""
     if _arena_policy == "shared":
         return None
     return shrink_options()
@@ -126,7 +125,8 @@ def last_run_options() -> ort.RunOptions | None:
 def shrink_options() -> ort.RunOptions:
     """Run options that empty the CPU arena the session allocates from when the run ends: its own
     under ``per-graph``, the process's one under ``shared`` (onnxruntime shrinks an arena only at
-    the end of a run)."""
+    the end of a run). A device's own arena is not named: onnxruntime refuses the run when a named
+    one does not exist."""
     options = ort.RunOptions()
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
