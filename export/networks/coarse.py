@@ -63,8 +63,16 @@ class CoarseSR(nn.Module):
         self.skip = BicubicUpsample(cfg.scale)  # a fixed conv: onnxruntime's cubic Resize was slow
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.upsample(lr, self.body_features(lr))
+
+    def body_features(self, lr: torch.Tensor) -> torch.Tensor:
+        """The LR-resolution features: 32 of the net's 34 px receptive field (``coarse_rows``
+        streams this part row by row)."""
         feat = self.conv_first(lr)
-        feat = feat + self.conv_body(self.body(feat))
+        return feat + self.conv_body(self.body(feat))
+
+    def upsample(self, lr: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        """Features -> HR image: the upsampling layers and the bicubic skip (2 LR px a side)."""
         feat = self.act(self.conv_up1(F.interpolate(feat, scale_factor=2.0, mode="nearest")))
         feat = self.act(self.conv_up2(F.interpolate(feat, scale_factor=2.0, mode="nearest")))
         out = self.conv_last(self.act(self.conv_hr(feat)))
