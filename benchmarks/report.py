@@ -373,6 +373,7 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
     quality, speed = _load(results / "quality.json"), _load(results / "speed.json")
     detail = _load(results / "quality-detail.json")
     shapes, refault = _load(results / "shapes.json"), _load(results / "refault.json")
+    row_stream = _load(results / "row_stream.json")
     runs = {k: v for k, v in (("quality (detail)", detail), ("quality", quality), ("speed", speed)) if v}
     machine = next(iter(runs.values()))["machine"] if runs else machine_info()
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -394,6 +395,7 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
         speed["command"] if speed else "python -m benchmarks.speed --model models/larsr-x4",
         *([shapes["command"]] if shapes else []),
         *([refault["command"]] if refault else []),
+        *([row_stream["command"]] if row_stream else []),
         report_command,
         "```",
         "",
@@ -460,6 +462,19 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
             "",
             f"- `{refault['command']}`, {refault['mib']} MiB per row, run {m['date']} on "
             f"{m.get('cpu_model')}, load average at start {m['load_average']}.",
+            "",
+        ]
+    if row_stream:
+        from benchmarks.row_stream import markdown as row_stream_markdown
+
+        m = row_stream["machine"]
+        parts += [
+            "## Coarse body streamed by rows (measured, not shipped)",
+            "",
+            row_stream_markdown(row_stream),
+            f"- `{row_stream['command']}` on {m.get('cpu_model')}, "
+            f"{row_stream['texture_tiles']} texture tiles, fastest of {row_stream['rounds']} alternating "
+            f"rounds, run {m['date']}, load average at start {m['load_average']}.",
             "",
         ]
     parts += ["## Peers", "", peers_markdown(quality, speed), ""]

@@ -245,3 +245,18 @@ def test_cuda_check_records_a_machine_without_cuda_and_compares_devices_where_it
         assert main(["--out", str(tmp_path), "--name", "no_gpu"]) == 0
         no_gpu = json.loads((tmp_path / "no_gpu.json").read_text())
         assert no_gpu["cuda"] is False and "rates" not in no_gpu
+
+
+def test_row_stream_benchmark_compares_the_stream_with_the_strips_it_would_replace(
+    tiny_model_dir, tiny_torch_model
+) -> None:
+    """benchmarks.row_stream times the structure pass both ways on the same model and reports
+    how far apart their pixels are: float rounding, not a different picture."""
+    from benchmarks.row_stream import markdown, measure
+
+    data = measure(tiny_torch_model, tiny_model_dir, size=64, chunk_rows=8, rounds=1, threads=1)
+    assert data["max_abs_difference"] < 1e-4
+    assert set(data["s_per_output_mpx"]) == {"whole", "strips", "stream"}
+    assert all(rate > 0 for rate in data["s_per_output_mpx"].values())
+    assert data["graphs"]["lag"] == 2 + 15 * len(tiny_torch_model.coarse.body)
+    assert "Stream over strips" in markdown(data)
