@@ -9,10 +9,24 @@ default), then times, in alternating rounds:
 
 - ``whole``: the coarse graph once on a 256 px image (no tiling: the rate to match);
 - ``strips``: the structure pass larsr runs today for an N px input (its own plan and budget);
-- ``stream``: the same rows through the stream (the body in chunks of ``--chunk-rows`` rows).
+- ``stream``: the same rows through the stream (the body in chunks of ``--chunk-rows`` rows);
+- ``cut``: the model's coarse.onnx cut where its LR features end (``onnx.utils.extract_model``),
+  the body on strips sized at its own, halved, memory per px and the tail on 2 px windows.
 
-It also checks that the stream gives the strips' pixels (to float rounding) and profiles which
-operators the two graphs spend their time in.
+It also checks how far each gives the strips' pixels (the cut: bit for bit) and profiles which
+operators the stream and the whole body spend their time in.
+
+Neither is shipped. Both were wired into the pipeline and timed against the strips in one
+process, alternating, three rounds each, on a tiled 1024 px input (2-core EPYC, 2026-12-04):
+
+- the stream: coarse stage 0.60-0.69 s per output Mpx against 0.59-0.66;
+- the cut, output bit-identical to the strips': 0.58-0.63 against 0.56-0.64 with a trim after
+  every strip as today. Trimming once per pass instead made it 0.52-0.56 against 0.54-0.61, but
+  the CLI then peaked at 1529 MiB, over the 1.5 GB bar (1093-1242 MiB with the trims).
+
+In this VM a freed page that is touched again seconds later costs 0.5 GB/s to fault in
+(``benchmarks.refault``). The strips' refaults then cost about what the cut saves in arithmetic.
+Where faults are cheap (bare metal: several GB/s), the cut is the one to try first.
 
     python -m benchmarks.row_stream [--checkpoint export/checkpoints/larsr-x4-round6.pt] [--size 1024]
 """
@@ -164,6 +178,67 @@ class StreamedStructure:
             out[:, (a - y0) * s : (b - y0) * s] = xc[0, :, (a - w0) * s : (b - w0) * s]
 
 
+#: Peak bytes per LR px of the two halves of the cut coarse graph (fresh process, 512 px input,
+#: peak RSS over the sessions' base), with the heap's slack on top: 2.9 and 5.0 KB measured.
+BODY_BYTES_PER_PX, TAIL_BYTES_PER_PX = 3584, 5632
+
+
+def cut_coarse_graph(model_dir: Path, out: Path) -> str:
+    """``cut_body.onnx`` and ``cut_tail.onnx``: the model's own coarse.onnx cut where the LR
+    features end (``onnx.utils.extract_model``), which onnxruntime runs to the whole graph's bits.
+    Returns the name of the features tensor."""
+    import onnx
+    import onnx.utils
+
+    graph = onnx.load(str(model_dir / "coarse.onnx"))
+    upsample = next(n for n in graph.graph.node if n.op_type == "Resize")  # the first 2x upsampling
+    features = upsample.input[0]
+    src = str(model_dir / "coarse.onnx")
+    onnx.utils.extract_model(src, str(out / "cut_body.onnx"), ["lr"], [features])
+    onnx.utils.extract_model(src, str(out / "cut_tail.onnx"), ["lr", features], ["xc"])
+    return features
+
+
+class CutStrips:
+    """Structure rows from the cut graph: the body on strips with its 32 px margin at its own
+    memory per px (bigger strips than the whole graph's), the tail on windows with a 2 px one."""
+
+    def __init__(
+        self, body: Any, tail: Any, features: str, lr: np.ndarray, up: Any, strip_bytes: int
+    ) -> None:
+        self.body, self.tail, self.features, self.lr, self.scale = body, tail, features, lr, up.scale
+        self.multiple = up.manifest.tile_multiple
+        self.body_margin = up.manifest.margin_of(up.arch.structure_stages) - 2
+        self.tail_margin = 2
+        self.body_px = strip_bytes // BODY_BYTES_PER_PX
+        self.tail_px = strip_bytes // TAIL_BYTES_PER_PX
+
+    def fill(self, y0: int, y1: int, out: np.ndarray) -> None:
+        from larsr_cli.tiling import Box, hr_slices, lr_window, plan_strips
+
+        h, w = self.lr.shape[:2]
+        f0, f1 = max(0, y0 - self.tail_margin), min(h, y1 + self.tail_margin)
+        rows = Box(f0, f1, 0, w)
+        feats: np.ndarray | None = None
+        for strip in plan_strips(f0, f1, h, w, self.body_margin, self.multiple, self.body_px):
+            f = self.body.run(None, {"lr": lr_window(self.lr, strip.context)})[0]
+            if feats is None:
+                feats = np.empty((1, f.shape[1], f1 - f0, w), np.float32)
+            into, take = hr_slices(strip.own, rows, 1), hr_slices(strip.own, strip.context, 1)
+            feats[0, :, into[0], into[1]] = f[0, :, take[0], take[1]]
+        assert feats is not None
+        s, band = self.scale, Box(y0, y1, 0, w)
+        for window in plan_strips(y0, y1, h, w, self.tail_margin, self.multiple, self.tail_px):
+            c = window.context
+            inputs = {
+                "lr": lr_window(self.lr, c),
+                self.features: np.ascontiguousarray(feats[:, :, c.y0 - f0 : c.y1 - f0, c.x0 : c.x1]),
+            }
+            xc = self.tail.run(None, inputs)[0]
+            into, take = hr_slices(window.own, band, s), hr_slices(window.own, c, s)
+            out[:, into[0], into[1]] = xc[0, :, take[0], take[1]]
+
+
 def structure_pass(up: Any, lr: np.ndarray, fill: Any = None) -> np.ndarray:
     """What ``Upscaler`` computes as the structure of a tiled image: the windows of its bands
     (``twopass.StructureRows``), strips of the whole coarse graph unless ``fill`` replaces them.
@@ -235,19 +310,29 @@ def measure(
             s = StreamedStructure(body, tail, lr, up.scale, graphs["lag"], chunk_rows)
             return structure_pass(up, lr, s.fill)
 
-        strips_img, stream_img = structure_pass(up, lr), stream()
+        features = cut_coarse_graph(folder, graphs_dir)
+        cut_body = open_session(graphs_dir / "cut_body.onnx", device, threads)
+        cut_tail = open_session(graphs_dir / "cut_tail.onnx", device, threads)
+        strip_bytes = up.strip_pixels(up.plan(size, size), size) * up.arch.structure_bytes_per_lr_pixel()
+
+        def cut() -> np.ndarray:
+            return structure_pass(up, lr, CutStrips(cut_body, cut_tail, features, lr, up, strip_bytes).fill)
+
+        strips_img, stream_img, cut_img = structure_pass(up, lr), stream(), cut()
         up.arch.structure(small)
-        seconds: dict[str, list[float]] = {"whole": [], "strips": [], "stream": []}
+        seconds: dict[str, list[float]] = {"whole": [], "strips": [], "stream": [], "cut": []}
         for _ in range(rounds):
             for name, run in (
                 ("whole", lambda: up.arch.structure(small)),
                 ("strips", lambda: structure_pass(up, lr)),
                 ("stream", stream),
+                ("cut", cut),
             ):
                 start = time.perf_counter()
                 run()
                 seconds[name].append(time.perf_counter() - start)
         out_mpx = {
+            "cut": size * size * 16 / 1e6,
             "whole": 256 * 256 * 16 / 1e6,
             "strips": size * size * 16 / 1e6,
             "stream": size * size * 16 / 1e6,
@@ -281,6 +366,8 @@ def measure(
         "stream_over_whole": round(rates["stream"] / rates["whole"], 3),
         "max_abs_difference": float(np.abs(stream_img - strips_img).max()),
         "bit_identical": bool(np.array_equal(stream_img, strips_img)),
+        "cut_over_strips": round(rates["cut"] / rates["strips"], 3),
+        "cut_bit_identical": bool(np.array_equal(cut_img, strips_img)),
         "operator_time_percent": shares,
     }
 
@@ -295,6 +382,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"| strips (larsr today), {n}² input | {r['strips']:.3f} | {data['strips_over_whole']:.2f} |",
         f"| row stream ({data['chunk_rows']}-row chunks) + tail windows, {n}² input | {r['stream']:.3f} | "
         f"{data['stream_over_whole']:.2f} |",
+        f"| coarse graph cut in two: body strips + tail windows, {n}² input | {r['cut']:.3f} | "
+        f"{r['cut'] / r['whole']:.2f} |",
         "",
         f"- Stream over strips: **{data['stream_over_strips']:.2f}x**; the stream's pixels differ from the "
         f"strips' by at most {data['max_abs_difference']:.1e} (bit-identical: {data['bit_identical']}: "
@@ -303,6 +392,13 @@ def markdown(data: dict[str, Any]) -> str:
     lines.append(
         "- Not shipped: wired into the pipeline, a tiled run was no faster within noise "
         "(`export/networks/coarse_rows.py` has the figures)."
+    )
+    lines.append(
+        f"- The cut graph (coarse.onnx split where the LR features end, `onnx.utils.extract_model`): "
+        f"**{data['cut_over_strips']:.2f}x** the strips' time, bit-identical to them: "
+        f"{data['cut_bit_identical']}; the body's strips hold twice the pixels (its peak memory per px "
+        "is half the whole graph's) and the tail needs a 2 px margin. Not shipped either: inside a tiled "
+        "run this VM's refaults ate the gain (the module docstring has the figures)."
     )
     for name, shares in data["operator_time_percent"].items():
         parts = ", ".join(f"{op} {p:g}%" for op, p in shares.items())
