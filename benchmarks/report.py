@@ -469,7 +469,7 @@ def build_results(results: Path, out: Path, report_command: str = "python -m ben
 
         m = row_stream["machine"]
         parts += [
-            "## Coarse body streamed by rows (measured, not shipped)",
+            "## Structure pass without the strip margins (measured, not shipped)",
             "",
             row_stream_markdown(row_stream),
             f"- `{row_stream['command']}` on {m.get('cpu_model')}, "

@@ -398,7 +398,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"**{data['cut_over_strips']:.2f}x** the strips' time, bit-identical to them: "
         f"{data['cut_bit_identical']}; the body's strips hold twice the pixels (its peak memory per px "
         "is half the whole graph's) and the tail needs a 2 px margin. Not shipped either: inside a tiled "
-        "run this VM's refaults ate the gain (the module docstring has the figures)."
+        "run this VM's refaults ate the gain (`benchmarks/row_stream.py` has the figures)."
     )
     for name, shares in data["operator_time_percent"].items():
         parts = ", ".join(f"{op} {p:g}%" for op, p in shares.items())
