@@ -373,17 +373,18 @@ def measure(
 
 
 def markdown(data: dict[str, Any]) -> str:
-    r = data["s_per_output_mpx"]
-    n = data["size"]
+    from benchmarks.report import md_table
+
+    r, n = data["s_per_output_mpx"], data["size"]
+    passes = [
+        ("whole coarse graph, 256² input (untiled)", "whole"),
+        (f"strips (larsr today), {n}² input", "strips"),
+        (f"row stream ({data['chunk_rows']}-row chunks) + tail windows, {n}² input", "stream"),
+        (f"coarse graph cut in two: body strips + tail windows, {n}² input", "cut"),
+    ]
+    rows = [[label, f"{r[key]:.3f}", f"{r[key] / r['whole']:.2f}"] for label, key in passes]
     lines = [
-        "| structure pass | s / output Mpx | × whole 256² |",
-        "| --- | ---: | ---: |",
-        f"| whole coarse graph, 256² input (untiled) | {r['whole']:.3f} | 1 |",
-        f"| strips (larsr today), {n}² input | {r['strips']:.3f} | {data['strips_over_whole']:.2f} |",
-        f"| row stream ({data['chunk_rows']}-row chunks) + tail windows, {n}² input | {r['stream']:.3f} | "
-        f"{data['stream_over_whole']:.2f} |",
-        f"| coarse graph cut in two: body strips + tail windows, {n}² input | {r['cut']:.3f} | "
-        f"{r['cut'] / r['whole']:.2f} |",
+        md_table(["structure pass", "s / output Mpx", "× whole 256²"], rows),
         "",
         f"- Stream over strips: **{data['stream_over_strips']:.2f}x**; the stream's pixels differ from the "
         f"strips' by at most {data['max_abs_difference']:.1e} (bit-identical: {data['bit_identical']}: "
