@@ -10,7 +10,7 @@ default), then times, in alternating rounds:
 - ``whole``: the coarse graph once on a 256 px image (no tiling: the rate to match);
 - ``strips``: the structure pass larsr runs today for an N px input (its own plan and budget);
 - ``stream``: the same rows through the stream (the body in chunks of ``--chunk-rows`` rows);
-- ``cut``: the model's coarse.onnx cut where its LR features end (``onnx.utils.extract_model``),
+- ``cut``: the model's coarse.onnx cut where its LR features end (``onnx.utils.Extractor``),
   the body on strips sized at its own, halved, memory per px and the tail on 2 px windows.
 
 It also checks how far each gives the strips' pixels (the cut: bit for bit) and profiles which
@@ -124,10 +124,12 @@ class StreamedStructure:
     """The structure image by rows: the body stream run ahead of a tail run on windows with a
     ``margin`` (the tail's 2 px receptive field). ``fill`` is asked for consecutive rows."""
 
-    def __init__(self, body: Any, tail: Any, lr: np.ndarray, scale: int, lag: int, chunk_rows: int) -> None:
+    def __init__(
+        self, body: Any, tail: Any, lr: np.ndarray, scale: int, lag: int, tail_margin: int, chunk_rows: int
+    ) -> None:
         self.body, self.tail, self.lr, self.scale, self.lag = body, tail, lr, scale, lag
         self.height, self.width = lr.shape[:2]
-        self.chunk_rows, self.margin = chunk_rows, 2
+        self.chunk_rows, self.margin = chunk_rows, tail_margin
         self.names = [i.name for i in body.get_inputs() if i.name.startswith("history_")]
         shapes = {i.name: i.shape for i in body.get_inputs()}
         self.histories = {
@@ -185,7 +187,7 @@ BODY_BYTES_PER_PX, TAIL_BYTES_PER_PX = 3584, 5632
 
 def cut_coarse_graph(model_dir: Path, out: Path) -> str:
     """``cut_body.onnx`` and ``cut_tail.onnx``: the model's own coarse.onnx cut where the LR
-    features end (``onnx.utils.extract_model``), which onnxruntime runs to the whole graph's bits.
+    features end (``onnx.utils.Extractor``), which onnxruntime runs to the whole graph's bits.
     Returns the name of the features tensor."""
     import onnx
     import onnx.utils
@@ -193,23 +195,30 @@ def cut_coarse_graph(model_dir: Path, out: Path) -> str:
     graph = onnx.load(str(model_dir / "coarse.onnx"))
     upsample = next(n for n in graph.graph.node if n.op_type == "Resize")  # the first 2x upsampling
     features = upsample.input[0]
-    src = str(model_dir / "coarse.onnx")
-    onnx.utils.extract_model(src, str(out / "cut_body.onnx"), ["lr"], [features])
-    onnx.utils.extract_model(src, str(out / "cut_tail.onnx"), ["lr", features], ["xc"])
+    cutter = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(graph))  # as extract_model does
+    onnx.save(cutter.extract_model(["lr"], [features]), str(out / "cut_body.onnx"))
+    onnx.save(cutter.extract_model(["lr", features], ["xc"]), str(out / "cut_tail.onnx"))
     return features
 
 
 class CutStrips:
-    """Structure rows from the cut graph: the body on strips with its 32 px margin at its own
-    memory per px (bigger strips than the whole graph's), the tail on windows with a 2 px one."""
+    """Structure rows from the cut graph: the body on strips with its own margin (its 32 px) at
+    its own memory per px (bigger strips than the whole graph's), the tail on windows with its
+    (2 px)."""
 
     def __init__(
-        self, body: Any, tail: Any, features: str, lr: np.ndarray, up: Any, strip_bytes: int
+        self,
+        body: Any,
+        tail: Any,
+        features: str,
+        lr: np.ndarray,
+        up: Any,
+        margins: tuple[int, int],
+        strip_bytes: int,
     ) -> None:
         self.body, self.tail, self.features, self.lr, self.scale = body, tail, features, lr, up.scale
         self.multiple = up.manifest.tile_multiple
-        self.body_margin = up.manifest.margin_of(up.arch.structure_stages) - 2
-        self.tail_margin = 2
+        self.body_margin, self.tail_margin = margins
         self.body_px = strip_bytes // BODY_BYTES_PER_PX
         self.tail_px = strip_bytes // TAIL_BYTES_PER_PX
 
@@ -239,14 +248,14 @@ class CutStrips:
             out[:, into[0], into[1]] = xc[0, :, take[0], take[1]]
 
 
-def structure_pass(up: Any, lr: np.ndarray, fill: Any = None) -> np.ndarray:
-    """What ``Upscaler`` computes as the structure of a tiled image: the windows of its bands
-    (``twopass.StructureRows``), strips of the whole coarse graph unless ``fill`` replaces them.
-    Returns the last window's rows joined with the earlier ones (the whole structure image)."""
+def structure_pass(up: Any, lr: np.ndarray, tiles: list[Any], fill: Any = None) -> np.ndarray:
+    """What ``Upscaler`` computes as the structure of ``lr`` tiled into ``tiles``: the windows of
+    its bands (``twopass.StructureRows``), strips of the whole coarse graph unless ``fill``
+    replaces them (the runtime has no such hook: the variants live here only). Returns the
+    windows' rows joined (the whole structure image)."""
     from larsr_cli.twopass import StructureRows, bands_of
 
     h, w = lr.shape[:2]
-    tiles = up.plan(h, w)
     rows = StructureRows(
         up.arch.structure,
         lr,
@@ -306,36 +315,42 @@ def measure(
         body = open_session(graphs_dir / "body_rows.onnx", device, threads)
         tail = open_session(graphs_dir / "tail.onnx", device, threads)
 
+        tiles = up.plan(size, size)
+        # The body's receptive field is its lag (one row per 3x3 conv); the tail has the rest.
+        margins = (graphs["lag"], up.manifest.receptive_field["coarse"] - graphs["lag"])
+
         def stream() -> np.ndarray:
-            s = StreamedStructure(body, tail, lr, up.scale, graphs["lag"], chunk_rows)
-            return structure_pass(up, lr, s.fill)
+            s = StreamedStructure(body, tail, lr, up.scale, graphs["lag"], margins[1], chunk_rows)
+            return structure_pass(up, lr, tiles, s.fill)
 
         features = cut_coarse_graph(folder, graphs_dir)
         cut_body = open_session(graphs_dir / "cut_body.onnx", device, threads)
         cut_tail = open_session(graphs_dir / "cut_tail.onnx", device, threads)
-        strip_bytes = up.strip_pixels(up.plan(size, size), size) * up.arch.structure_bytes_per_lr_pixel()
+        strip_bytes = up.strip_pixels(tiles, size) * up.arch.structure_bytes_per_lr_pixel()
 
         def cut() -> np.ndarray:
-            return structure_pass(up, lr, CutStrips(cut_body, cut_tail, features, lr, up, strip_bytes).fill)
+            strips = CutStrips(cut_body, cut_tail, features, lr, up, margins, strip_bytes)
+            return structure_pass(up, lr, tiles, strips.fill)
 
-        strips_img, stream_img, cut_img = structure_pass(up, lr), stream(), cut()
+        strips_img, stream_img, cut_img = structure_pass(up, lr, tiles), stream(), cut()
         up.arch.structure(small)
         seconds: dict[str, list[float]] = {"whole": [], "strips": [], "stream": [], "cut": []}
         for _ in range(rounds):
             for name, run in (
                 ("whole", lambda: up.arch.structure(small)),
-                ("strips", lambda: structure_pass(up, lr)),
+                ("strips", lambda: structure_pass(up, lr, tiles)),
                 ("stream", stream),
                 ("cut", cut),
             ):
                 start = time.perf_counter()
                 run()
                 seconds[name].append(time.perf_counter() - start)
+        tiled_mpx = size * size * up.scale**2 / 1e6
         out_mpx = {
-            "cut": size * size * 16 / 1e6,
-            "whole": 256 * 256 * 16 / 1e6,
-            "strips": size * size * 16 / 1e6,
-            "stream": size * size * 16 / 1e6,
+            "whole": 256 * 256 * up.scale**2 / 1e6,
+            "strips": tiled_mpx,
+            "stream": tiled_mpx,
+            "cut": tiled_mpx,
         }
         rates = {k: round(min(v) / out_mpx[k], 4) for k, v in seconds.items()}
         chunk = rng.random((1, 3, chunk_rows, size), dtype=np.float32)
@@ -389,18 +404,14 @@ def markdown(data: dict[str, Any]) -> str:
         f"- Stream over strips: **{data['stream_over_strips']:.2f}x**; the stream's pixels differ from the "
         f"strips' by at most {data['max_abs_difference']:.1e} (bit-identical: {data['bit_identical']}: "
         "onnxruntime fuses the two graphs' operations differently).",
-    ]
-    lines.append(
         "- Not shipped: wired into the pipeline, a tiled run was no faster within noise "
-        "(`export/networks/coarse_rows.py` has the figures)."
-    )
-    lines.append(
-        f"- The cut graph (coarse.onnx split where the LR features end, `onnx.utils.extract_model`): "
+        "(`export/networks/coarse_rows.py` has the figures).",
+        f"- The cut graph (coarse.onnx split where the LR features end, `onnx.utils.Extractor`): "
         f"**{data['cut_over_strips']:.2f}x** the strips' time, bit-identical to them: "
         f"{data['cut_bit_identical']}; the body's strips hold twice the pixels (its peak memory per px "
         "is half the whole graph's) and the tail needs a 2 px margin. Not shipped either: inside a tiled "
-        "run this VM's refaults ate the gain (`benchmarks/row_stream.py` has the figures)."
-    )
+        "run this VM's refaults ate the gain (`benchmarks/row_stream.py` has the figures).",
+    ]
     for name, shares in data["operator_time_percent"].items():
         parts = ", ".join(f"{op} {p:g}%" for op, p in shares.items())
         lines.append(f"- Kernel time of the {name}: {parts}.")

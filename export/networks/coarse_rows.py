@@ -172,13 +172,9 @@ def stream_body(body: CoarseBodyRows, lr: torch.Tensor, chunk: int) -> torch.Ten
     height = torch.tensor([h], dtype=torch.int64)
     histories = [torch.zeros(1, c, d, lr.shape[3]) for c, d in body.layout()]
     rows = []
-    fed = 0
-    while fed < h + body.lag:
-        n = chunk
-        piece = lr[:, :, fed : fed + n]
-        if piece.shape[2] < n:
-            piece = F.pad(piece, (0, 0, 0, n - piece.shape[2]))
+    for fed in range(0, h + body.lag, chunk):
+        piece = lr[:, :, fed : fed + chunk]
+        piece = F.pad(piece, (0, 0, 0, chunk - piece.shape[2]))  # zero rows past the image
         out, *histories = body(piece, first + fed, height, *histories)
         rows.append(out)
-        fed += n
     return torch.cat(rows, dim=2)[:, :, body.lag : body.lag + h]
