@@ -130,10 +130,10 @@ class TimedSampler(Sampler):
         draw = self.inner.tile(index_box, patch_size)  # the noise window is drawn here
         self.tally["sampling"] += time.perf_counter() - start
 
-        def timed(logits: np.ndarray, step: int) -> np.ndarray:
+        def timed(logits: np.ndarray, positions: tuple[int, ...]) -> np.ndarray:
             t0 = time.perf_counter()
             try:
-                return draw(logits, step)
+                return draw(logits, positions)
             finally:
                 self.tally["sampling"] += time.perf_counter() - t0
 

@@ -201,7 +201,7 @@ def test_a_custom_sampler_changes_the_codes(upscaler: Upscaler, lr: np.ndarray) 
 
     class LeastLikely(Sampler):
         def tile(self, index_box, patch_size) -> TileDraw:
-            return lambda logits, step: logits.argmin(axis=1)
+            return lambda logits, positions: logits.argmin(axis=-1)
 
     argmax = upscaler.upscale_array(lr, temperature=0)
     odd = upscaler.upscale_array(lr, sampler=LeastLikely())

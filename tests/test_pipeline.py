@@ -15,8 +15,8 @@ from helpers import psnr
 
 from larsr_cli.errors import LarsrError
 from larsr_cli.pipeline import Upscaler
-from larsr_cli.sampler import ROWS_PER_JOB, CodeNoise, sample_codes
-from larsr_cli.tiling import balanced_spans, grid_of, plan_tiles
+from larsr_cli.sampler import ROWS_PER_JOB, CodeNoise, TemperatureSampler, sample_codes
+from larsr_cli.tiling import Box, balanced_spans, grid_of, plan_tiles
 from larsr_cli.twopass import window_bytes
 
 H, W = 24, 32
@@ -314,6 +314,23 @@ def test_threaded_draws_are_the_single_threaded_codes() -> None:
         assert np.array_equal(one, sample_codes(logits, temperature, u, workers=2))
         assert np.array_equal(one, sample_codes(logits, temperature, u, workers=3))
         assert len(np.unique(one)) > 32  # the draw is a real spread, not a constant
+
+
+def test_a_step_drawing_two_codes_gives_each_position_its_own_draw() -> None:
+    """A step draws all its codes in one call (rows side by side, as the step graph writes them);
+    each position must still get exactly the code a draw of that position alone gives, with its
+    own noise: how a model groups positions into steps cannot change what a seed means."""
+    patch, hp, wp, k = 4, 6, 5, 64
+    box = Box(8, 8 + patch * hp, 4, 4 + patch * wp)  # an index-map window away from the origin
+    draw = TemperatureSampler(0.8, seed=5, workers=2).tile(box, patch)
+    rng = np.random.default_rng(3)
+    logits = (3 * rng.standard_normal((hp * wp, 2, k))).astype(np.float32)
+    together = draw(logits, (3, 11))
+    alone = [draw(logits[:, slot : slot + 1].copy(), (pos,)) for slot, pos in enumerate((3, 11))]
+    assert together.shape == (hp * wp, 2)
+    assert np.array_equal(together, np.concatenate(alone, axis=1))
+    # The positions matter: the same logits at other positions draw other codes.
+    assert not np.array_equal(together, draw(logits, (4, 12)))
 
 
 # ---- plan_tiles -----------------------------------------------------------------------------------

@@ -190,12 +190,11 @@ class LarSR(Architecture):
             run_options = last_run_options() if last else None
             logits, new_kv = step({**feeds, **self._past_feeds(cache, t)}, run_options)
             cache[:, :, t] = new_kv  # four block copies
-            rows = logits.reshape(hp * wp, per_step, -1)
-            prev = np.empty((hp, wp, per_step), dtype=np.int64)
-            for slot in range(per_step):
-                position = t + slot * tokens
+            positions = tuple(t + slot * tokens for slot in range(per_step))
+            codes = draw(logits.reshape(hp * wp, per_step, -1), positions)
+            prev = np.ascontiguousarray(codes, dtype=np.int64).reshape(hp, wp, per_step)
+            for slot, position in enumerate(positions):
                 dy, dx = divmod(position, k)
-                prev[:, :, slot] = draw(rows[:, slot], position).reshape(hp, wp)
                 indices[0, dy::k, dx::k] = prev[:, :, slot]
             feeds["prev_code"] = prev.reshape(self.spec.prev_code_shape(hp, wp))
             if on_step is not None:
