@@ -84,14 +84,17 @@ def child(
     mixed: bool = False,
     mark_mib: int | None = None,
     arena: str | None = None,
+    huge_pages: str = "default",
 ) -> dict[str, Any]:
     """One policy in this process: the runs and their seconds, kernel seconds and peak RSS.
     ``mark_mib``: the trim mark (``larsr_cli.heap.set_trim_above``; None keeps larsr's);
     ``arena``: onnxruntime's arena policy (``larsr_cli.sessions.set_arena_policy``; None keeps
-    larsr's)."""
+    larsr's); ``huge_pages``: ``numpy`` turns numpy's huge-page marking of large arrays back on
+    after the Upscaler turned it off (``larsr_cli.heap.keep_numpy_off_huge_pages``), ``default``
+    keeps larsr's."""
     from benchmarks.common import open_upscaler
     from benchmarks.speed import source_photo
-    from larsr_cli.heap import TRIM_ABOVE_BYTES, set_trim_above, set_trim_points
+    from larsr_cli.heap import TRIM_ABOVE_BYTES, set_numpy_huge_pages, set_trim_above, set_trim_points
     from larsr_cli.sessions import arena_policy, set_arena_policy
 
     if arena is not None:
@@ -101,6 +104,8 @@ def child(
     set_trim_above(mark)
     upscaler = open_upscaler(MODEL, threads, precision="fp32")
     upscaler.memory_budget = int(budget * 1e9)
+    if huge_pages == "numpy" and not set_numpy_huge_pages(True):
+        raise SystemExit("this numpy has no huge-page switch")
     src = source_photo("data/photos", [])
     if src is None:
         raise SystemExit("no photos: python -m export.data fetch data")
@@ -129,6 +134,7 @@ def child(
         "trims": trims,
         "mark_mib": mark >> 20,
         "arena": arena_policy(),
+        "huge_pages": huge_pages,
         "runs": runs,
     }
 
@@ -161,7 +167,9 @@ def _policy_name(policy: dict[str, Any]) -> str:
     name = trims if isinstance(trims, str) else ("on" if trims else "off")
     mark = policy.get("mark_mib")
     name = f"{name} above {mark} MiB" if mark and name != "off" else name
-    return f"{name}, {policy.get('arena', 'per-graph')} arena"
+    name = f"{name}, {policy.get('arena', 'per-graph')} arena"
+    # Results recorded before the switch had numpy's huge pages.
+    return name + (", numpy huge pages" if policy.get("huge_pages", "numpy") == "numpy" else "")
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -229,13 +237,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--arenas", default="", help="onnxruntime arena policies to run every policy under (default larsr's)"
     )
+    parser.add_argument(
+        "--huge-pages",
+        default="",
+        help="default (larsr's: numpy's huge-page marking off) and/or numpy (on) for every policy",
+    )
     parser.add_argument("--pairs", type=int, default=1, help="rounds over the policies (default 1)")
     parser.add_argument("--name", default="heap_policy", help="results file stem (default heap_policy)")
     parser.add_argument("--mixed", action="store_true", help="then 1000x1600, 700x700, 1024x1024 in-process")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument(
-        "--child", nargs=4, metavar=("BUDGET", "TRIMS", "MARK", "ARENA"), help=argparse.SUPPRESS
+        "--child", nargs=5, metavar=("BUDGET", "TRIMS", "MARK", "ARENA", "HUGE"), help=argparse.SUPPRESS
     )
     return parser.parse_args(argv)
 
@@ -247,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BenchError(f"unknown trim policy {args.child[1]!r}")
         mark = None if args.child[2] == "default" else int(args.child[2])
         arena = None if args.child[3] == "default" else args.child[3]
-        print(json.dumps(child(float(args.child[0]), args.child[1], args.threads, args.mixed, mark, arena)))
+        budget, trims, huge = float(args.child[0]), args.child[1], args.child[4]
+        print(json.dumps(child(budget, trims, args.threads, args.mixed, mark, arena, huge)))
         return 0
     marks = [m.strip() for m in args.marks.split(",") if m.strip()] or ["default"]
     if any(m != "default" and not m.isdigit() for m in marks) or args.pairs < 1:
@@ -261,13 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     policies += [(float(b), "tiles", "default") for b in args.tile_budgets.split(",") if b.strip()]
     policies += [(float(b), "image", "default") for b in args.image_budgets.split(",") if b.strip()]
     policies += [(float(b), "off", "default") for b in args.budgets.split(",") if b.strip()]
-    rounds = [(*policy, arena) for policy in policies for arena in arenas] * args.pairs
+    huge = [h.strip() for h in args.huge_pages.split(",") if h.strip()] or ["default"]
+    if set(huge) - {"default", "numpy"}:
+        raise BenchError("--huge-pages: expected default and/or numpy")
+    rounds = [(*p, arena, h) for p in policies for arena in arenas for h in huge] * args.pairs
     results = []
-    for budget, trims, mark, arena in rounds:  # rounds alternate: a drifting machine meets every policy
-        log(f"trims {trims}, budget {budget} GB, mark {mark}, arena {arena}")
-        child_args = ["--threads", str(args.threads), "--child", str(budget), trims, mark, arena]
+    # Rounds alternate: a drifting machine meets every policy.
+    for budget, trims, mark, arena, pages in rounds:
+        log(f"trims {trims}, budget {budget} GB, mark {mark}, arena {arena}, huge pages {pages}")
+        child_args = ["--threads", str(args.threads), "--child", str(budget), trims, mark, arena, pages]
         child_args += ["--mixed"] if args.mixed else []
-        where = f"{trims}/{budget} GB/mark {mark}/arena {arena}"
+        where = f"{trims}/{budget} GB/mark {mark}/arena {arena}/huge pages {pages}"
         policy = child_report("benchmarks.heap_policy", child_args, where)
         policy["summary"] = summary(policy)
         log(f"  {policy['summary']}")

@@ -1,14 +1,15 @@
 """What a page fault costs on this machine: fresh memory, memory just handed back, and memory
-handed back a while ago.
+handed back a while ago, with 4 KB pages and with transparent huge pages.
 
 Why: larsr bounds its peak RSS by giving freed heap pages back to the OS between tiles and stages
 (``larsr_cli.heap.release_freed_memory``), and every page given back is faulted in again by the
-next stage that needs it. On bare metal that costs the kernel zeroing pages (several GB/s); in a
-virtual machine whose host reclaims the pages a guest has freed (virtio free page reporting,
-which reports free memory after about two seconds), a page faulted in again is backed anew by
-the host, an order of magnitude slower. This measures the three rates with a 1 GiB numpy array
-(one write per page), so that the kernel time of a tiled run (``kernel s`` in the memory table)
-can be read against them.
+next stage that needs it. This measures the three rates with a 1 GiB numpy array (one write per
+page), so that the kernel time of a tiled run (``kernel s`` in the memory table) can be read
+against them, twice: as larsr allocates (numpy's huge-page marking off,
+``larsr_cli.heap.keep_numpy_off_huge_pages``) and as numpy does by default (arrays of 4 MB and up
+marked ``MADV_HUGEPAGE``). Until this split, the recorded rates were the huge-page ones and were
+read as the VM's cost of backing reclaimed memory anew; on the 2-core EPYC VM the huge pages
+were the slow part (0.1-0.2 GB/s fresh, against ~2 GB/s with 4 KB pages).
 
     python -m benchmarks.refault [--mib 1024] [--pause 5] [--out benchmarks/results]
 """
@@ -41,32 +42,53 @@ def touch_gb_per_s(nbytes: int) -> float:
     return nbytes / seconds / 1e9
 
 
-def measure(mib: int, pause: float) -> dict[str, Any]:
-    nbytes = mib * 2**20
+def rates(nbytes: int, pause: float) -> dict[str, float]:
     first = touch_gb_per_s(nbytes)  # pages this process never had
     again = touch_gb_per_s(nbytes)  # the pages just handed back, at once
     time.sleep(pause)
     later = touch_gb_per_s(nbytes)  # the same amount after ``pause`` seconds
     return {
-        "mib": mib,
-        "pause_s": pause,
-        "gb_per_s": {
-            "first_touch": round(first, 3),
-            "right_after_free": round(again, 3),
-            "after_pause": round(later, 3),
-        },
+        "first_touch": round(first, 3),
+        "right_after_free": round(again, 3),
+        "after_pause": round(later, 3),
     }
+
+
+# Page kinds measured, in order: (key, numpy's huge-page marking, label in the table).
+PAGE_KINDS = (
+    ("small_pages", False, "4 KB pages (larsr)"),
+    ("huge_pages", True, "huge pages (numpy's default)"),
+)
+
+
+def measure(mib: int, pause: float) -> dict[str, Any]:
+    from larsr_cli.heap import set_numpy_huge_pages
+
+    nbytes = mib * 2**20
+    measured: dict[str, dict[str, float]] = {}
+    try:
+        for key, huge, _ in PAGE_KINDS:
+            if not set_numpy_huge_pages(huge):
+                raise SystemExit("this numpy has no huge-page switch to measure both page kinds")
+            measured[key] = rates(nbytes, pause)
+    finally:
+        set_numpy_huge_pages(True)  # numpy's default again for whatever runs next in this process
+    return {"mib": mib, "pause_s": pause, "gb_per_s": measured}
 
 
 def markdown(data: dict[str, Any]) -> str:
     r = data["gb_per_s"]
+    kinds = [(key, label) for key, _, label in PAGE_KINDS if key in r]
     rows = [
-        "| memory | GB/s faulted in |",
-        "| --- | ---: |",
-        f"| never touched by this process | {r['first_touch']:.2f} |",
-        f"| handed back to the OS, touched again at once | {r['right_after_free']:.2f} |",
-        f"| handed back, touched again {data['pause_s']:g} s later | {r['after_pause']:.2f} |",
+        "| memory | " + " | ".join(f"GB/s, {label}" for _, label in kinds) + " |",
+        "| --- |" + " ---: |" * len(kinds),
     ]
+    for what, field in (
+        ("never touched by this process", "first_touch"),
+        ("handed back to the OS, touched again at once", "right_after_free"),
+        (f"handed back, touched again {data['pause_s']:g} s later", "after_pause"),
+    ):
+        rows.append(f"| {what} | " + " | ".join(f"{r[key][field]:.2f}" for key, _ in kinds) + " |")
     return "\n".join(rows)
 
 

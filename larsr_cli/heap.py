@@ -57,8 +57,9 @@ def set_trimming(enabled: bool) -> None:
 
 
 # A trim point hands memory back only while the process holds more than this. Why: every page a
-# trim returns is page-faulted in again by the next stage (zeroed by the kernel; in a VM whose host
-# reclaims freed guest memory, backed anew), and most of a tiled run's kernel time was that. Below
+# trim returns is page-faulted in again by the next stage (zeroed by the kernel, 2 MB at a time
+# while numpy marked the heap for huge pages: ``keep_numpy_off_huge_pages``), and most of a tiled
+# run's kernel time was that. Below
 # the mark the freed pages stay in the heap for the next stage to reuse; above it the trim bounds
 # peak RSS as before. 4096 px output (1024 px input, 12 tiles) on a 2-core EPYC: the CLI ran 23.1-
 # 23.7 s at 1020-1069 MiB peak with an 800 MiB mark, against 25.6 s at 937 MiB trimming at every
@@ -147,3 +148,35 @@ def serve_large_blocks_from_heap() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEEP_TOP))
     return all([bool(mallopt(param, value)) for param, value in settings])
+
+
+# numpy asks the kernel for transparent huge pages (madvise MADV_HUGEPAGE) on every array of
+# 4 MB or more, and the mark stays on that stretch of the heap after the array is freed, so the
+# onnxruntime tensors that reuse it get huge pages too. Each fault then zeroes (and in a VM, backs)
+# a whole 2 MB page: a fresh 512 MB numpy array faulted in at 0.10-0.17 GB/s here against 1.9-2.4
+# GB/s with 4 KB pages, and every page a trim hands back is faulted in again that way. Huge pages
+# only pay where memory stays mapped (9 GB/s touched again at once), which a bounded RSS forbids.
+NUMPY_HUGE_PAGES_ENV = "NUMPY_MADVISE_HUGEPAGE"
+
+
+def set_numpy_huge_pages(enabled: bool) -> bool:
+    """numpy's own switch for marking large arrays (process-wide): ``benchmarks.heap_policy
+    --huge-pages`` compares both. True when the switch was found: it is private (numpy has no
+    public one), and a numpy without it keeps its default."""
+    import numpy as np
+
+    for module in ("_core", "core"):  # numpy 2, numpy 1
+        multiarray = getattr(getattr(np, module, None), "multiarray", None)
+        switch = getattr(multiarray, "_set_madvise_hugepage", None)
+        if switch is not None:
+            switch(bool(enabled))
+            return True
+    return False
+
+
+def keep_numpy_off_huge_pages() -> bool:
+    """Stop numpy marking large arrays for huge pages, unless the user chose with numpy's own
+    ``NUMPY_MADVISE_HUGEPAGE``; True when larsr switched it off."""
+    if os.environ.get(NUMPY_HUGE_PAGES_ENV) is not None:
+        return False
+    return set_numpy_huge_pages(False)

@@ -19,7 +19,7 @@ from PIL import Image
 from .arch import Architecture
 from .arch.base import TileStepHook
 from .errors import LarsrError
-from .heap import release_freed_memory, serve_large_blocks_from_heap
+from .heap import keep_numpy_off_huge_pages, release_freed_memory, serve_large_blocks_from_heap
 from .images import bleed_under_alpha, pil_arrays, quantise, resize_float
 from .manifest import Manifest, load_manifest
 from .precision import CpuFlags, graph_files, resolve_precision
@@ -76,6 +76,7 @@ class Upscaler:
         cpu_flags: CpuFlags | None = None,
     ) -> None:
         serve_large_blocks_from_heap()  # tensors reuse heap pages instead of faulting new ones
+        keep_numpy_off_huge_pages()  # and fault them back in 4 KB at a time, not 2 MB
         self.folder = Path(folder)
         self.manifest: Manifest = load_manifest(self.folder, verify=verify)
         self.device: DeviceChoice = parse_device(device)

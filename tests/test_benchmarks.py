@@ -53,15 +53,17 @@ def test_rss_probe_reports_the_kernel_time_and_faults_of_its_child() -> None:
     assert report["maxrss_kib"] >= 64 << 10 and report["sys_s"] >= 0 and report["user_s"] > 0
 
 
-def test_refault_measures_three_rates_and_writes_them(tmp_path) -> None:
+def test_refault_measures_three_rates_per_page_kind_and_writes_them(tmp_path) -> None:
     import json
 
     from benchmarks.refault import main
 
     assert main(["--mib", "16", "--pause", "0", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "refault.json").read_text())
-    assert data["mib"] == 16 and set(data["gb_per_s"]) == {"first_touch", "right_after_free", "after_pause"}
-    assert all(rate > 0 for rate in data["gb_per_s"].values())
+    assert data["mib"] == 16 and set(data["gb_per_s"]) == {"small_pages", "huge_pages"}
+    for rates in data["gb_per_s"].values():
+        assert set(rates) == {"first_touch", "right_after_free", "after_pause"}
+        assert all(rate > 0 for rate in rates.values())
 
 
 def test_the_peak_is_the_best_of_each_kernel_over_its_measurements() -> None:
