@@ -1,9 +1,9 @@
 """What the heap trims cost and what they buy: a tiled 4096 px output with and without them.
 
 Why: larsr bounds peak RSS by handing freed heap pages back to the OS between strips, stages
-and tiles (``larsr_cli.heap.release_freed_memory``). On a VM whose host reclaims freed guest
-memory (``benchmarks.refault``), every page handed back is faulted in again slowly by the next
-stage. This runs the same work in a fresh process per policy (the heap's history is part of
+and tiles (``larsr_cli.heap.release_freed_memory``), and every page handed back is faulted in
+again by the next stage (``benchmarks.refault`` measures the rate; slowest with huge pages,
+``--huge-pages``). This runs the same work in a fresh process per policy (the heap's history is part of
 what is measured): a 64 px warm-up, three 256 px inputs (untiled: the rate tiling is compared
 with) and two 1024 px inputs with ``--tile auto``, in-process as ``benchmarks.speed`` does, and
 records seconds, kernel seconds and peak RSS per policy. Policies: the trims on at the default
