@@ -8,7 +8,8 @@ what is measured): a 64 px warm-up, three 256 px inputs (untiled: the rate tilin
 with) and two 1024 px inputs with ``--tile auto``, in-process as ``benchmarks.speed`` does, and
 records seconds, kernel seconds and peak RSS per policy. Policies: the trims on at the default
 memory budget, the trims off at several budgets (a smaller budget plans smaller tiles, so a
-heap that never shrinks may still stay bounded), ``--tile-budgets``: trims between tiles
+heap that never shrinks may still stay bounded), ``--stage-budgets``: every trim but those
+after structure strips, ``--tile-budgets``: trims between tiles
 only, none after structure strips or between a tile's stages, and ``--image-budgets``: a trim
 before each large image only (with the ``shared`` arena, which is emptied there first, the
 arena keeps its chunks from stage to stage and tile to tile within an image). ``--marks`` runs the trims-on
@@ -74,7 +75,13 @@ def crop(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 # Trim policies: where ``larsr_cli.heap.release_freed_memory`` may hand memory back.
-POLICIES = {"on": TRIM_POINTS, "tiles": ("image", "tile"), "image": ("image",), "off": ()}
+POLICIES = {
+    "on": TRIM_POINTS,
+    "stages": ("image", "tile", "stage"),  # none between structure strips
+    "tiles": ("image", "tile"),
+    "image": ("image",),
+    "off": (),
+}
 
 
 def child(
@@ -160,9 +167,9 @@ def summary(policy: dict[str, Any]) -> dict[str, Any]:
 
 
 def _policy_name(policy: dict[str, Any]) -> str:
-    """``on``, ``tiles``, ``image`` or ``off``, with the trim mark where one applied and the arena policy.
-    Results recorded before the ``tiles`` policy hold a bool, those before the mark none, and
-    those before the arena policies had per-graph arenas."""
+    """``on``, ``stages``, ``tiles``, ``image`` or ``off``, with the trim mark where one applied
+    and the arena policy. Results recorded before the ``tiles`` policy hold a bool, those before
+    the mark none, and those before the arena policies had per-graph arenas."""
     trims = policy["trims"]
     name = trims if isinstance(trims, str) else ("on" if trims else "off")
     mark = policy.get("mark_mib")
@@ -227,6 +234,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--tile-budgets", default="", help="budgets (GB) run with trims between tiles only (default none)"
     )
     parser.add_argument(
+        "--stage-budgets",
+        default="",
+        help="budgets (GB) run with every trim but those after structure strips (default none)",
+    )
+    parser.add_argument(
         "--image-budgets", default="", help="budgets (GB) run with a trim before each large image only"
     )
     parser.add_argument(
@@ -272,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         expected = ", ".join(ARENA_POLICIES)
         raise BenchError(f"--arenas: unknown {', '.join(unknown)}; expected some of {expected}")
     policies = [(float(b), "on", m) for b in args.on_budgets.split(",") if b.strip() for m in marks]
+    policies += [(float(b), "stages", m) for b in args.stage_budgets.split(",") if b.strip() for m in marks]
     policies += [(float(b), "tiles", "default") for b in args.tile_budgets.split(",") if b.strip()]
     policies += [(float(b), "image", "default") for b in args.image_budgets.split(",") if b.strip()]
     policies += [(float(b), "off", "default") for b in args.budgets.split(",") if b.strip()]
