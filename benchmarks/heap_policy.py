@@ -111,7 +111,7 @@ def child(
     set_trim_above(mark)
     upscaler = open_upscaler(MODEL, threads, precision="fp32")
     upscaler.memory_budget = int(budget * 1e9)
-    if huge_pages == "numpy" and not set_numpy_huge_pages(True):
+    if huge_pages == "numpy" and set_numpy_huge_pages(True) is None:
         raise SystemExit("this numpy has no huge-page switch")
     src = source_photo("data/photos", [])
     if src is None:

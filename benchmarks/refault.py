@@ -66,13 +66,17 @@ def measure(mib: int, pause: float) -> dict[str, Any]:
 
     nbytes = mib * 2**20
     measured: dict[str, dict[str, float]] = {}
+    before = None
     try:
         for key, huge, _ in PAGE_KINDS:
-            if not set_numpy_huge_pages(huge):
+            replaced = set_numpy_huge_pages(huge)
+            if replaced is None:
                 raise SystemExit("this numpy has no huge-page switch to measure both page kinds")
+            before = replaced if before is None else before
             measured[key] = rates(nbytes, pause)
     finally:
-        set_numpy_huge_pages(True)  # numpy's default again for whatever runs next in this process
+        if before is not None:  # the process's own setting again, for whatever runs next in it
+            set_numpy_huge_pages(before)
     return {"mib": mib, "pause_s": pause, "gb_per_s": measured}
 
 

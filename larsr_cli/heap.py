@@ -59,8 +59,8 @@ def set_trimming(enabled: bool) -> None:
 # A trim point hands memory back only while the process holds more than this. Why: every page a
 # trim returns is page-faulted in again by the next stage (zeroed by the kernel, 2 MB at a time
 # while numpy marked the heap for huge pages: ``keep_numpy_off_huge_pages``), and most of a tiled
-# run's kernel time was that. Below
-# the mark the freed pages stay in the heap for the next stage to reuse; above it the trim bounds
+# run's kernel time was that. Below the mark the freed pages stay in the heap for the next stage
+# to reuse; above it the trim bounds
 # peak RSS as before. 4096 px output (1024 px input, 12 tiles) on a 2-core EPYC: the CLI ran 23.1-
 # 23.7 s at 1020-1069 MiB peak with an 800 MiB mark, against 25.6 s at 937 MiB trimming at every
 # point. benchmarks.heap_policy --marks 0,800 --pairs 2 --mixed (results/heap_policy_marks.md),
@@ -159,19 +159,19 @@ def serve_large_blocks_from_heap() -> bool:
 NUMPY_HUGE_PAGES_ENV = "NUMPY_MADVISE_HUGEPAGE"
 
 
-def set_numpy_huge_pages(enabled: bool) -> bool:
+def set_numpy_huge_pages(enabled: bool) -> bool | None:
     """numpy's own switch for marking large arrays (process-wide): ``benchmarks.heap_policy
-    --huge-pages`` compares both. True when the switch was found: it is private (numpy has no
-    public one), and a numpy without it keeps its default."""
+    --huge-pages`` compares both. Returns the setting it replaced, so that a caller can put it
+    back, or None when the switch is missing: it is private (numpy has no public one), and a
+    numpy without it keeps its default."""
     import numpy as np
 
     for module in ("_core", "core"):  # numpy 2, numpy 1
         multiarray = getattr(getattr(np, module, None), "multiarray", None)
         switch = getattr(multiarray, "_set_madvise_hugepage", None)
         if switch is not None:
-            switch(bool(enabled))
-            return True
-    return False
+            return bool(switch(bool(enabled)))
+    return None
 
 
 def keep_numpy_off_huge_pages() -> bool:
@@ -179,4 +179,4 @@ def keep_numpy_off_huge_pages() -> bool:
     ``NUMPY_MADVISE_HUGEPAGE``; True when larsr switched it off."""
     if os.environ.get(NUMPY_HUGE_PAGES_ENV) is not None:
         return False
-    return set_numpy_huge_pages(False)
+    return set_numpy_huge_pages(False) is not None
